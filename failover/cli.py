@@ -1,0 +1,299 @@
+"""`failover`: the operator's command line.
+
+Every command that talks to Temporal finds it through TEMPORAL_ADDRESS, or through the
+state folder of a running local stack. Exit codes: 0 success, 1 the operation ran but
+did not succeed (e.g. a demo that did not fail over), 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from failover.config import AppConfig, ConfigError, load_config
+from failover.temporal import connect, find_endpoint, state_dir
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
+sandbox_app = typer.Typer(no_args_is_help=True, help="The embedded local stack.")
+app.add_typer(config_app, name="config")
+app.add_typer(sandbox_app, name="sandbox")
+
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="FAILOVER_CONFIG",
+        help="cluster config (YAML); default: the running sandbox's config",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit at once after flushing: temporalio can crash the interpreter at teardown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except RuntimeError as exc:
+        err.print(f"error: {exc}")
+        _exit(2)
+
+
+def _load(config: Path | None) -> AppConfig:
+    path = config or state_dir() / "config.yaml"
+    if config is None and not path.exists():
+        err.print("error: no --config given and no running sandbox config at " + str(path))
+        _exit(2)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            err.print(f"{path}: {line}")
+        _exit(2)
+
+
+@config_app.command("check")
+def config_check(file: Path) -> None:
+    """Validate a config file and print every error with its path (exit 2 when invalid)."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        for line in exc.errors:
+            out.print(f"{file}: {line}")
+        out.print(f"{file}: {len(exc.errors)} error(s)")
+        _exit(2)
+    names = ", ".join(c.name for c in config.clusters)
+    out.print(f"{file}: valid ({len(config.clusters)} cluster(s): {names})")
+    _exit(0)
+
+
+@app.command()
+def trigger(
+    cluster: str,
+    reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "manual trigger",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a failover of CLUSTER, or attach to the one already running."""
+    app_config = _load(config)
+    try:
+        cluster_config = app_config.cluster(cluster)
+    except ConfigError as exc:
+        err.print(f"error: {exc}")
+        _exit(2)
+
+    async def go() -> dict[str, Any]:
+        from failover.operations import start_or_attach_failover
+
+        endpoint = find_endpoint()
+        client = await connect(endpoint)
+        handle = await start_or_attach_failover(
+            client, cluster_config, task_queue=app_config.task_queue, reason=reason
+        )
+        return {
+            "workflow_id": handle.id,
+            "run_id": handle.result_run_id,
+            "ui_url": endpoint.workflow_url(handle.id, handle.result_run_id),
+        }
+
+    started = _run(go())
+    if as_json:
+        print(json.dumps(started))
+    else:
+        out.print(f"failover {started['workflow_id']} run {started['run_id']}")
+        if started["ui_url"]:
+            out.print(f"watch it: {started['ui_url']}")
+    _exit(0)
+
+
+@app.command()
+def status(cluster: Annotated[str | None, typer.Argument()] = None, as_json: JsonOption = False):
+    """Show the running failover's phase, or the last result, for one cluster or all."""
+
+    async def go() -> list[dict[str, Any]]:
+        from temporalio.service import RPCError
+
+        from failover.operations import failover_state, list_failover_clusters
+
+        client = await connect(find_endpoint())
+        clusters = [cluster] if cluster else await list_failover_clusters(client)
+        states = []
+        for name in clusters:
+            try:
+                states.append(await failover_state(client, name))
+            except RPCError as exc:
+                states.append({"cluster": name, "error": exc.message})
+        return states
+
+    states = _run(go())
+    if as_json:
+        print(json.dumps(states[0] if cluster else states))
+    elif not states:
+        out.print("no failovers have run")
+    for state in [] if as_json else states:
+        _print_state(state)
+    _exit(0 if all("error" not in s for s in states) else 1)
+
+
+def _print_state(state: dict[str, Any]) -> None:
+    if "error" in state:
+        out.print(f"{state['cluster']}: {state['error']}")
+        return
+    data = state.get("result") or state.get("status") or {}
+    headline = data.get("result") or f"running, phase {data.get('phase')}"
+    direction = f"{data.get('from_side')} → {data.get('to_side')}"
+    out.print(f"{state['cluster']}: {headline} ({direction}) {state['workflow_id']}", style="bold")
+    out.print(f"  reason: {data.get('reason')}")
+    _print_steps(data.get("steps", []))
+
+
+def _print_steps(steps: list[dict[str, Any]], rto: float | None = None) -> None:
+    table = Table("step", "seconds", "outcome", "detail", box=None, pad_edge=False)
+    for step in steps:
+        detail = step.get("detail") or ""
+        table.add_row(step["name"], f"{step['seconds']:.3f}", step["outcome"], detail)
+    out.print(table)
+    if rto is not None:
+        out.print(f"RTO (fault → verified switch): {rto:.3f} s", style="bold")
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    with_worker: Annotated[bool, typer.Option("--worker/--no-worker")] = True,
+    port: Annotated[int, typer.Option(help="Temporal gRPC port")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
+) -> None:
+    """Run the local stack in the foreground until Ctrl-C."""
+    from sandbox.stack import Sandbox
+
+    async def go() -> None:
+        sandbox = Sandbox(state_dir(), temporal_port=port, ui_port=ui_port, with_worker=with_worker)
+        info = await sandbox.start()
+        try:
+            out.print(f"Temporal       {info.temporal.address}  (namespace default)")
+            out.print(f"Web UI         {info.temporal.ui_url}")
+            out.print(f"AWS (moto)     {info.aws_endpoint}  zone {info.hosted_zone_id}")
+            out.print(f"fault control  {info.simulator_control_url}")
+            for name, nodes in info.clusters.items():
+                out.print(f"{name:<14} {' '.join(nodes)}")
+            out.print(f"config         {info.config_path}")
+            worker_state = "running in this process" if with_worker else "not started"
+            out.print(f"worker         {worker_state}")
+            out.print("Ctrl-C stops everything.")
+            await _wait_for_signal()
+        finally:
+            await sandbox.stop()
+
+    _run(go())
+    _exit(0)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@sandbox_app.command("fault")
+def sandbox_fault(
+    cluster: Annotated[str, typer.Argument(help="simulated cluster, e.g. es-primary")],
+    node: Annotated[str, typer.Argument(help="node index (0, 1, …) or 'all'")],
+    mode: Annotated[str, typer.Argument(help="healthy, down, hang, slow, http_500, …")],
+    slow_ms: Annotated[int, typer.Option(help="delay for 'slow'")] = 2000,
+    flap_period: Annotated[float, typer.Option(help="seconds per phase for 'flapping'")] = 2.0,
+) -> None:
+    """Put a simulated node (or all of a cluster's) into a fault mode."""
+    from sandbox.search_sim import FaultMode, NodeFault, set_fault_remote
+    from sandbox.stack import SandboxInfo
+
+    info = SandboxInfo.load(state_dir())
+    if info is None:
+        err.print(f"error: no sandbox is running (no sandbox.json in {state_dir()})")
+        _exit(2)
+    try:
+        fault = NodeFault(FaultMode(mode), slow_ms=slow_ms, flap_period_s=flap_period)
+    except ValueError:
+        err.print(f"error: unknown mode {mode!r}; one of: {', '.join(m.value for m in FaultMode)}")
+        _exit(2)
+    if node != "all" and not node.isdigit():
+        err.print(f"error: node must be an index or 'all', not {node!r}")
+        _exit(2)
+    index = None if node == "all" else int(node)
+    try:
+        answer = _run(set_fault_remote(info.simulator_control_url, cluster, index, fault))
+    except Exception as exc:  # the control API's own message names what was wrong
+        err.print(f"error: {exc}")
+        _exit(2)
+    out.print(json.dumps(answer))
+    _exit(0)
+
+
+@app.command()
+def demo(
+    as_json: JsonOption = False,
+    keep: Annotated[bool, typer.Option(help="keep the stack running afterwards")] = False,
+) -> None:
+    """Start the sandbox, kill the primary, fail over, print the timeline, stop."""
+    import tempfile
+
+    from sandbox.demo import demo_succeeded, run_demo
+    from sandbox.stack import Sandbox
+
+    async def go() -> dict[str, Any]:
+        sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="failover-demo-")))
+        await sandbox.start()
+        try:
+            report = await run_demo(sandbox)
+            if keep:
+                _print_demo(report)
+                out.print("stack kept running; Ctrl-C stops it")
+                await _wait_for_signal()
+            return report
+        finally:
+            await sandbox.stop()
+
+    report = _run(go())
+    if as_json:
+        print(json.dumps(report))
+    elif not keep:
+        _print_demo(report)
+    _exit(0 if demo_succeeded(report) else 1)
+
+
+def _print_demo(report: dict[str, Any]) -> None:
+    out.print(
+        f"{report['cluster']}: {report['result']} "
+        f"({report['from']} {report['from_value']} → {report['to']} {report['to_value']})",
+        style="bold",
+    )
+    out.print(f"reason: {report['reason']}")
+    out.print(f"record now: {', '.join(report['record_after'])}")
+    _print_steps(report["steps"], rto=report["rto_seconds"])
+    out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,245 @@
+"""The YAML config: which clusters exist, how to probe them and how to move traffic.
+
+The file holds no secret values. A password is named by the environment variable
+that holds it; AWS credentials come from the standard AWS chain. That keeps the
+whole cluster config safe to pass as workflow input and to show in history.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a failover config must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoAuth(StrictModel):
+    type: Literal["none"] = "none"
+
+
+class BasicAuth(StrictModel):
+    """HTTP basic auth; the password is read from `password_env` inside the activity."""
+
+    type: Literal["basic"]
+    username: str = Field(min_length=1)
+    password_env: str = Field(pattern=ENV_VAR_PATTERN)
+
+
+class SigV4Auth(StrictModel):
+    """Amazon OpenSearch Service: requests signed with botocore from the standard AWS chain."""
+
+    type: Literal["sigv4"]
+    region: str = Field(min_length=1)
+    service: Literal["es", "aoss"] = "es"
+
+
+Auth = Annotated[NoAuth | BasicAuth | SigV4Auth, Field(discriminator="type")]
+
+
+class TlsSettings(StrictModel):
+    verify: bool = True
+    ca_bundle: Path | None = None
+
+    @model_validator(mode="after")
+    def _ca_bundle_needs_verify(self) -> TlsSettings:
+        if self.ca_bundle is not None and not self.verify:
+            raise ValueError("ca_bundle is set but verify is false; drop one of them")
+        return self
+
+
+class ClusterSide(StrictModel):
+    """One of the two clusters (primary or standby) that can serve search."""
+
+    nodes: list[AnyHttpUrl] = Field(min_length=1)
+    expected_cluster_name: str | None = Field(
+        default=None,
+        description="cluster_name the nodes must report: guards against the wrong cluster",
+    )
+    auth: Auth = Field(default_factory=NoAuth)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, nodes: list[AnyHttpUrl]) -> list[AnyHttpUrl]:
+        seen: set[str] = set()
+        for node in nodes:
+            if str(node) in seen:
+                raise ValueError(f"node {node} is listed twice")
+            seen.add(str(node))
+        return nodes
+
+
+class ProbeSettings(StrictModel):
+    interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    failure_threshold: int = Field(default=3, ge=1, le=20)
+    yellow_policy: Literal["degraded", "failing"] = Field(
+        default="degraded",
+        description="yellow only means missing replicas: by default it is no reason to fail over",
+    )
+    verify_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class Route53Switch(StrictModel):
+    """Traffic follows one Route 53 record that Magento's search hostname resolves through."""
+
+    type: Literal["route53"]
+    hosted_zone_id: str = Field(pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")
+    record_name: str = Field(min_length=1)
+    record_type: Literal["CNAME", "A"] = "CNAME"
+    ttl: int = Field(default=60, ge=0, le=86400)
+    primary_value: str = Field(min_length=1)
+    standby_value: str = Field(min_length=1)
+    insync_timeout_seconds: float = Field(default=300, gt=0, le=3600)
+    insync_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _values_differ(self) -> Route53Switch:
+        if _normalise_value(self.primary_value) == _normalise_value(self.standby_value):
+            raise ValueError(
+                "primary_value and standby_value are the same; a switch would be a no-op"
+            )
+        return self
+
+    @field_validator("record_name")
+    @classmethod
+    def _fqdn(cls, name: str) -> str:
+        return name if name.endswith(".") else name + "."
+
+    @property
+    def zone_id(self) -> str:
+        return self.hosted_zone_id.removeprefix("/hostedzone/")
+
+
+def _normalise_value(value: str) -> str:
+    return value.rstrip(".").lower()
+
+
+Switch = Annotated[Route53Switch, Field(discriminator="type")]
+
+
+CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class ClusterConfig(StrictModel):
+    name: str
+    primary: ClusterSide
+    standby: ClusterSide
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    switch: Switch
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits_workflow_ids(cls, name: str) -> str:
+        if not CLUSTER_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a valid cluster name: use 1-63 lowercase letters, digits "
+                "and dashes, starting with a letter or digit (it becomes part of workflow ids)"
+            )
+        return name
+
+
+class AwsSettings(StrictModel):
+    """Where boto3 talks to; endpoint_url is for local stand-ins (the sandbox), unset on AWS."""
+
+    region: str = "us-east-1"
+    endpoint_url: AnyHttpUrl | None = None
+
+
+class AppConfig(StrictModel):
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    task_queue: str = Field(default="search-failover", min_length=1)
+    clusters: list[ClusterConfig] = Field(min_length=1)
+
+    @field_validator("clusters")
+    @classmethod
+    def _unique_names(cls, clusters: list[ClusterConfig]) -> list[ClusterConfig]:
+        names = [c.name for c in clusters]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"cluster names must be unique; repeated: {', '.join(dupes)}")
+        return clusters
+
+    def cluster(self, name: str) -> ClusterConfig:
+        for cluster in self.clusters:
+            if cluster.name == name:
+                return cluster
+        known = ", ".join(c.name for c in self.clusters)
+        raise ConfigError([f"clusters: no cluster named {name!r} (configured: {known})"])
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file, each as 'path: message'."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+def _error_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+def _describe(err: ErrorDetails) -> str:
+    path = _error_path(err["loc"])
+    last = str(err["loc"][-1]).lower() if err["loc"] else ""
+    if err["type"] == "extra_forbidden" and any(word in last for word in SECRET_WORDS):
+        return (
+            f"{path}: secret values do not belong in the config file; name the environment "
+            f"variable that holds it instead (e.g. password_env)"
+        )
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{path}: {message}"
+
+
+def parse_config(data: object, *, source: str = "config") -> AppConfig:
+    """Validate already-parsed YAML/JSON; raise ConfigError listing every error with its path."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping with a 'clusters' list"])
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        # Discriminated unions add the tag to the location ("switch.route53.ttl"); it is
+        # kept, as it tells the reader which variant was checked.
+        raise ConfigError([_describe(err) for err in exc.errors(include_url=False)]) from None
+
+
+def load_config(path: Path | str) -> AppConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    return parse_config(data, source=str(path))

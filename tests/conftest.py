@@ -1,0 +1,157 @@
+"""Shared fixtures: a real Temporal dev server, moto behind a fault proxy, simulated clusters.
+
+Everything listens on loopback. The dev server gets the same fast dynamic config as the
+embedded stack, so timers and activity round trips cost milliseconds, not seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from moto.server import ThreadedMotoServer
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
+from failover.temporal import FAST_DEV_SERVER_ARGS, temporal_cli_path
+from sandbox.aws_fault_proxy import AwsFaultProxy
+from sandbox.search_sim import FaultMode, NodeFault, SimulatedCluster, SimulatorFleet
+from sandbox.stack import (
+    PRIMARY_SIM,
+    RECORD_NAME,
+    SANDBOX_AWS_ENV,
+    SANDBOX_CLUSTER,
+    STANDBY_SIM,
+    create_zone_and_record,
+    sandbox_config,
+)
+from worker import aws_client_factory, build_worker
+
+for _key, _value in SANDBOX_AWS_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli_path(),
+        dev_server_extra_args=list(FAST_DEV_SERVER_ARGS),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def aws_proxy(moto_url: str) -> AsyncIterator[AwsFaultProxy]:
+    proxy = AwsFaultProxy(moto_url)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def fleet() -> AsyncIterator[SimulatorFleet]:
+    primary = SimulatedCluster(PRIMARY_SIM)
+    standby = SimulatedCluster(STANDBY_SIM, distribution="opensearch")
+    fleet = SimulatorFleet([primary, standby])
+    await fleet.start()
+    yield fleet
+    await fleet.stop()
+
+
+@dataclass
+class Stack:
+    """One test's view of the stack: a fresh zone and record, healthy clusters, a worker."""
+
+    client: Client
+    config: AppConfig
+    fleet: SimulatorFleet
+    proxy: AwsFaultProxy
+    moto_url: str
+    zone_id: str
+    task_queue: str
+
+    @property
+    def cluster(self) -> ClusterConfig:
+        return self.config.clusters[0]
+
+    async def fault(self, sim: str, mode: FaultMode, node: int | None = None) -> None:
+        self.fleet.set_fault(sim, node, NodeFault(mode))
+        await self.fleet.clusters[sim].settle()
+
+    def record_values(self) -> list[str]:
+        """Read straight from moto, bypassing the fault proxy."""
+        route53 = aws_client_factory(AwsSettings(endpoint_url=self.moto_url), "route53")()
+        answer = route53.list_resource_record_sets(
+            HostedZoneId=self.zone_id, StartRecordName=RECORD_NAME, MaxItems="1"
+        )
+        return [
+            r["Value"]
+            for record in answer["ResourceRecordSets"]
+            if record["Name"] == RECORD_NAME
+            for r in record["ResourceRecords"]
+        ]
+
+
+async def _reset_moto(moto_url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        (await client.post(f"{moto_url}/moto-api/reset")).raise_for_status()
+
+
+@pytest_asyncio.fixture
+async def stack(
+    temporal_env: WorkflowEnvironment,
+    moto_url: str,
+    aws_proxy: AwsFaultProxy,
+    fleet: SimulatorFleet,
+) -> AsyncIterator[Stack]:
+    await _reset_moto(moto_url)
+    aws_proxy.reset()
+    for name in fleet.clusters:
+        fleet.set_fault(name, None, NodeFault(FaultMode.HEALTHY))
+        await fleet.clusters[name].settle()
+    route53 = aws_client_factory(AwsSettings(endpoint_url=moto_url), "route53")()
+    zone_id = await asyncio.to_thread(create_zone_and_record, route53)
+    raw: dict[str, Any] = sandbox_config(
+        aws_endpoint=aws_proxy.url,
+        zone_id=zone_id,
+        primary_nodes=fleet.clusters[PRIMARY_SIM].node_urls,
+        standby_nodes=fleet.clusters[STANDBY_SIM].node_urls,
+    )
+    # A unique cluster name and queue per test: workflow ids never collide across tests.
+    suffix = uuid.uuid4().hex[:8]
+    raw["task_queue"] = f"test-{suffix}"
+    raw["clusters"][0]["name"] = f"{SANDBOX_CLUSTER}-{suffix}"
+    raw["clusters"][0]["probe"].update(interval_seconds=0.1, timeout_seconds=0.5)
+    raw["clusters"][0]["switch"]["insync_poll_seconds"] = 0.1
+    config = parse_config(raw)
+    worker = build_worker(temporal_env.client, aws=config.aws, task_queue=config.task_queue)
+    async with worker:
+        yield Stack(
+            client=temporal_env.client,
+            config=config,
+            fleet=fleet,
+            proxy=aws_proxy,
+            moto_url=moto_url,
+            zone_id=zone_id,
+            task_queue=config.task_queue,
+        )

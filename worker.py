@@ -1,0 +1,155 @@
+"""The failover worker: runs the workflows and activities against Temporal and AWS.
+
+`python worker.py [--config FILE]` connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE when
+set; otherwise it starts the embedded Temporal dev server (SQLite under the state folder,
+Web UI on) and prints where the UI is. SIGINT or SIGTERM shuts it down and it exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import boto3
+import httpx
+import typer
+from botocore.config import Config as BotoConfig
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.route53 import Route53Activities
+from activities.search_probe import SearchProbeActivities
+from failover.config import AppConfig, AwsSettings, ConfigError, load_config
+from failover.temporal import (
+    EmbeddedTemporalServer,
+    TemporalEndpoint,
+    configured_endpoint,
+    connect,
+    state_dir,
+)
+from workflows.failover import FailoverWorkflow
+
+DEFAULT_TASK_QUEUE = "search-failover"
+# A killed worker's sticky queue would otherwise hold the next workflow task for 10 s.
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=2)
+
+
+def aws_client_factory(aws: AwsSettings, service: str) -> Callable[[], Any]:
+    """boto3 clients with botocore's retries off: Temporal's retry policy owns retrying."""
+
+    def make() -> Any:
+        return boto3.session.Session().client(
+            service,
+            region_name=aws.region,
+            endpoint_url=str(aws.endpoint_url).rstrip("/") if aws.endpoint_url else None,
+            config=BotoConfig(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=20,
+            ),
+        )
+
+    return make
+
+
+def build_worker(
+    client: Client,
+    *,
+    aws: AwsSettings | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    route53_factory: Callable[[], Any] | None = None,
+    probe_transport: httpx.AsyncBaseTransport | None = None,
+) -> Worker:
+    """All workflows and activities on one task queue; tests hand in their own clients."""
+    aws = aws or AwsSettings()
+    route53 = Route53Activities(route53_factory or aws_client_factory(aws, "route53"))
+    probes = SearchProbeActivities(transport=probe_transport)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[FailoverWorkflow],
+        activities=[
+            route53.read_record,
+            route53.upsert_record,
+            route53.wait_insync,
+            probes.probe_side,
+        ],
+        sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        await stop.wait()
+
+
+async def serve(config: AppConfig | None) -> None:
+    aws = config.aws if config else AwsSettings()
+    task_queue = config.task_queue if config else DEFAULT_TASK_QUEUE
+    endpoint = configured_endpoint()
+    server = None
+    if endpoint is None:
+        directory = state_dir()
+        port = int(os.environ.get("FAILOVER_TEMPORAL_PORT", "7233"))
+        ui_port = int(os.environ.get("FAILOVER_TEMPORAL_UI_PORT", str(port + 1000)))
+        server = EmbeddedTemporalServer(directory, port=port, ui_port=ui_port)
+        client = await server.start()
+        endpoint = server.endpoint
+        print(f"embedded Temporal dev server at {endpoint.address}, log in {server.log_path}")
+    else:
+        client = await connect(endpoint)
+    _announce(endpoint, task_queue)
+    try:
+        await run_until_signalled(build_worker(client, aws=aws, task_queue=task_queue))
+    finally:
+        if server is not None:
+            server.stop()
+    print("worker stopped", flush=True)
+
+
+def _announce(endpoint: TemporalEndpoint, task_queue: str) -> None:
+    print(f"worker polling task queue {task_queue!r} on {endpoint.address}/{endpoint.namespace}")
+    if endpoint.ui_url:
+        print(f"Temporal Web UI: {endpoint.ui_url}/namespaces/{endpoint.namespace}/workflows")
+    sys.stdout.flush()
+
+
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="FAILOVER_CONFIG", help="cluster config (YAML)"),
+    ] = None,
+) -> None:
+    """Run the failover worker until SIGINT/SIGTERM."""
+    app_config = None
+    if config is not None:
+        try:
+            app_config = load_config(config)
+        except ConfigError as err:
+            for line in err.errors:
+                print(f"config error: {line}", file=sys.stderr)
+            _exit(2)
+    asyncio.run(serve(app_config))
+    _exit(0)
+
+
+def _exit(code: int) -> None:
+    """Exit at once: temporalio's runtime can crash the interpreter at teardown (code 134)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    typer.run(main)
