@@ -198,8 +198,17 @@ def sandbox_up(
             for name, nodes in info.clusters.items():
                 out.print(f"{name:<14} {' '.join(nodes)}")
             out.print(f"config         {info.config_path}")
-            worker_state = "running in this process" if with_worker else "not started"
-            out.print(f"worker         {worker_state}")
+            if with_worker:
+                out.print("worker         running in this process")
+            else:
+                from sandbox.stack import SANDBOX_AWS_ENV
+
+                aws_env = " ".join(f"{k}={v}" for k, v in SANDBOX_AWS_ENV.items())
+                out.print("worker         not started; run your own with:")
+                out.print(
+                    f"  TEMPORAL_ADDRESS={info.temporal.address} {aws_env} "
+                    f"python worker.py --config {info.config_path}"
+                )
             out.print("Ctrl-C stops everything.")
             await _wait_for_signal()
         finally:

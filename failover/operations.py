@@ -44,7 +44,7 @@ async def start_or_attach_failover(
 
 async def failover_state(client: Client, cluster: str) -> dict[str, Any]:
     """The current run's live status, or the last run's result, as plain JSON-able data."""
-    handle = client.get_workflow_handle(failover_workflow_id(cluster))
+    handle = client.get_workflow_handle(failover_workflow_id(cluster), result_type=FailoverResult)
     description = await handle.describe()
     state: dict[str, Any] = {
         "cluster": cluster,
@@ -56,7 +56,7 @@ async def failover_state(client: Client, cluster: str) -> dict[str, Any]:
         status = await handle.query("status", result_type=FailoverStatus)
         state["status"] = status.model_dump(mode="json")
     elif description.status == WorkflowExecutionStatus.COMPLETED:
-        result = await handle.result(result_type=FailoverResult)
+        result = await handle.result()
         state["result"] = result.model_dump(mode="json")
     return state
 

@@ -1,0 +1,163 @@
+"""Real processes, as operators run them: the sandbox, a separate worker, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from failover.net import free_port
+from sandbox.stack import SANDBOX_AWS_ENV
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parent.parent
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+    process.send_signal(sig)
+    return process.wait(timeout)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    return clean | SANDBOX_AWS_ENV | {"FAILOVER_STATE_DIR": str(tmp_path / "state")}
+
+
+@pytest.fixture
+def sandbox(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    log = (tmp_path / "sandbox.log").open("w")
+    process = subprocess.Popen(
+        [
+            BIN / "failover",
+            "sandbox",
+            "up",
+            "--no-worker",
+            "--port",
+            str(free_port()),
+            "--ui-port",
+            str(free_port()),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    info_file = Path(env["FAILOVER_STATE_DIR"]) / "sandbox.json"
+    try:
+        info = wait_for(
+            lambda: info_file.exists() and json.loads(info_file.read_text()), "sandbox.json"
+        )
+        yield info | {"process": process}
+    finally:
+        if process.poll() is None:
+            assert stop(process, signal.SIGINT) == 0
+        log.close()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BIN / "failover", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_operator_flow_with_a_separate_worker(
+    sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
+) -> None:
+    worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, ROOT / "worker.py", "--config", sandbox["config_path"]],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    try:
+        wait_for(lambda: "worker polling" in worker_log.read_text(), "the worker to poll")
+
+        bad = cli(env, "sandbox", "fault", "es-primary", "all", "melting")
+        assert bad.returncode == 2 and "unknown mode 'melting'" in bad.stderr
+        fault = cli(env, "sandbox", "fault", "es-primary", "all", "down")
+        assert fault.returncode == 0, fault.stderr
+        assert {n["mode"] for n in json.loads(fault.stdout)["nodes"]} == {"down"}
+
+        started = cli(env, "trigger", "catalog-search", "--reason", "test", "--json")
+        assert started.returncode == 0, started.stderr
+        assert json.loads(started.stdout)["workflow_id"] == "failover-catalog-search"
+
+        def finished() -> dict[str, Any] | None:
+            done = cli(env, "status", "catalog-search", "--json")
+            assert done.returncode == 0, done.stderr
+            state = json.loads(done.stdout)
+            return state if "result" in state else None
+
+        state = wait_for(finished, "the failover to finish")
+        assert state["result"]["result"] == "failed_over"
+        assert state["result"]["to_side"] == "standby"
+
+        listed = cli(env, "status")
+        assert listed.returncode == 0 and "catalog-search: failed_over" in listed.stdout
+    finally:
+        code = stop(worker)
+    assert code == 0, worker_log.read_text()
+    assert "worker stopped" in worker_log.read_text()
+
+
+def test_worker_starts_the_embedded_server_and_exits_cleanly(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    port, ui_port = free_port(), free_port()
+    worker_env = env | {
+        "FAILOVER_TEMPORAL_PORT": str(port),
+        "FAILOVER_TEMPORAL_UI_PORT": str(ui_port),
+    }
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, ROOT / "worker.py"],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for(lambda: "Temporal Web UI" in log_path.read_text(), "the UI URL")
+        text = log_path.read_text()
+        assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows" in text
+        connection = json.loads((Path(env["FAILOVER_STATE_DIR"]) / "temporal.json").read_text())
+        assert connection["address"] == f"127.0.0.1:{port}"
+        status = cli(env, "status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout) == []
+    finally:
+        code = stop(worker)
+    assert code == 0, log_path.read_text()
+    assert not (Path(env["FAILOVER_STATE_DIR"]) / "temporal.json").exists()
