@@ -23,8 +23,11 @@ from botocore.config import Config as BotoConfig
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.caches import CacheActivities
+from activities.nlb import NlbActivities
 from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
+from activities.verify import VerifyActivities
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
 from failover.temporal import (
     EmbeddedTemporalServer,
@@ -63,13 +66,17 @@ def build_worker(
     *,
     aws: AwsSettings | None = None,
     task_queue: str = DEFAULT_TASK_QUEUE,
-    route53_factory: Callable[[], Any] | None = None,
     probe_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Worker:
     """All workflows and activities on one task queue; tests hand in their own clients."""
     aws = aws or AwsSettings()
-    route53 = Route53Activities(route53_factory or aws_client_factory(aws, "route53"))
+    route53 = Route53Activities(aws_client_factory(aws, "route53"))
+    nlb = NlbActivities(aws_client_factory(aws, "elbv2"))
     probes = SearchProbeActivities(transport=probe_transport)
+    caches = CacheActivities(
+        ssm_factory=aws_client_factory(aws, "ssm"), ec2_factory=aws_client_factory(aws, "ec2")
+    )
+    verify = VerifyActivities(transport=probe_transport)
     return Worker(
         client,
         task_queue=task_queue,
@@ -78,7 +85,14 @@ def build_worker(
             route53.read_record,
             route53.upsert_record,
             route53.wait_insync,
+            nlb.describe_targets,
+            nlb.register_targets,
+            nlb.deregister_targets,
+            nlb.wait_targets,
             probes.probe_side,
+            caches.flush_cache,
+            verify.check_search_path,
+            verify.check_storefront,
         ],
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         graceful_shutdown_timeout=timedelta(seconds=5),

@@ -2,26 +2,16 @@
 
 Each activity is idempotent, so Temporal may run it again after a crash: the UPSERT
 reads the record first and does nothing when it already holds the value. AWS errors
-are sorted into permanent (fail fast, non-retryable) and transient (retried by the
-workflow's retry policy with backoff); botocore's own retries are turned off so every
-attempt is visible in history.
+are sorted by activities.aws.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-)
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.aws import AwsCaller
 from failover.decisions import normalise_record_value
 from failover.models import (
     ChangeRef,
@@ -32,68 +22,12 @@ from failover.models import (
     WaitChangeResult,
 )
 
-# Errors that no retry will fix: wrong rights, wrong zone, a change AWS will never accept.
-PERMANENT_AWS_ERRORS = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "NoSuchHostedZone",
-        "InvalidChangeBatch",
-        "InvalidInput",
-        "InvalidDomainName",
-        "NoSuchChange",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ValidationError",
-    }
-)
 
-
-def aws_failure(operation: str, exc: Exception) -> ApplicationError:
-    """Turns a boto error into an ApplicationError whose type is the AWS error code."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "Unknown")
-        message = error.get("Message", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return ApplicationError(
-            f"{operation}: {code}: {message}" + (f" (HTTP {status})" if status else ""),
-            type=code,
-            non_retryable=code in PERMANENT_AWS_ERRORS,
-        )
-    if isinstance(exc, NoCredentialsError):
-        return ApplicationError(
-            f"{operation}: no AWS credentials found", type="NoCredentials", non_retryable=True
-        )
-    if isinstance(exc, EndpointConnectionError):
-        return ApplicationError(f"{operation}: {exc}", type="EndpointConnectionError")
-    return ApplicationError(f"{operation}: {type(exc).__name__}: {exc}", type=type(exc).__name__)
-
-
-class Route53Activities:
+class Route53Activities(AwsCaller):
     """Route 53 activities; `client_factory` returns a boto3 route53 client (tests pass theirs)."""
 
-    def __init__(self, client_factory: Callable[[], Any]) -> None:
-        self._client_factory = client_factory
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._client_factory()
-        return self._client
-
-    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        method = getattr(self.client, _snake(operation))
-        try:
-            return await asyncio.to_thread(method, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_failure(operation, exc) from exc
-
     async def _read(self, ref: RecordRef) -> RecordSnapshot:
-        answer = await self._call(
+        answer = await self.call(
             "ListResourceRecordSets",
             HostedZoneId=ref.zone_id,
             StartRecordName=ref.record_name,
@@ -121,7 +55,7 @@ class Route53Activities:
         ] and current.ttl == request.ttl:
             activity.logger.info("record already holds %s; no change", request.value)
             return ChangeRef(change_id=None, already_set=True)
-        answer = await self._call(
+        answer = await self.call(
             "ChangeResourceRecordSets",
             HostedZoneId=request.ref.zone_id,
             ChangeBatch={
@@ -146,14 +80,10 @@ class Route53Activities:
         """Polls GetChange until INSYNC, heartbeating so a dead worker is noticed in seconds."""
         polls = 0
         while True:
-            answer = await self._call("GetChange", Id=request.change_id)
+            answer = await self.call("GetChange", Id=request.change_id)
             polls += 1
             status = answer["ChangeInfo"]["Status"]
             activity.heartbeat({"polls": polls, "status": status})
             if status == "INSYNC":
                 return WaitChangeResult(change_id=request.change_id, status=status, polls=polls)
             await asyncio.sleep(request.poll_seconds)
-
-
-def _snake(operation: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")

@@ -134,7 +134,109 @@ def _normalise_value(value: str) -> str:
     return value.rstrip(".").lower()
 
 
-Switch = Annotated[Route53Switch, Field(discriminator="type")]
+class Target(StrictModel):
+    """An NLB target: an IP address or an instance id, and its port."""
+
+    id: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+    def key(self) -> tuple[str, int]:
+        return (self.id, self.port)
+
+
+class NlbSwitch(StrictModel):
+    """Traffic follows whichever target set is registered in one NLB target group."""
+
+    type: Literal["nlb"]
+    target_group_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:[^:]+:\d{12}:targetgroup/.+"
+    )
+    primary_targets: list[Target] = Field(min_length=1)
+    standby_targets: list[Target] = Field(min_length=1)
+    healthy_timeout_seconds: float = Field(default=300, gt=0, le=3600)
+    poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    drain_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="cap on waiting for deregistered targets to drain; default: the group's delay",
+    )
+
+    @model_validator(mode="after")
+    def _sets_disjoint(self) -> NlbSwitch:
+        shared = {t.key() for t in self.primary_targets} & {t.key() for t in self.standby_targets}
+        if shared:
+            listed = ", ".join(f"{i}:{p}" for i, p in sorted(shared))
+            raise ValueError(f"targets in both primary_targets and standby_targets: {listed}")
+        return self
+
+
+Switch = Annotated[Route53Switch | NlbSwitch, Field(discriminator="type")]
+
+
+class RedisCache(StrictModel):
+    """A Magento cache backend on Redis (Cm_Cache_Backend_Redis): flushed with FLUSHDB."""
+
+    type: Literal["redis"]
+    name: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0, le=15)
+    page_cache_db: int | None = Field(default=None, ge=0, le=15)
+    password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    tls: bool = False
+
+
+class VarnishCache(StrictModel):
+    """Varnish servers purged the way Magento does: PURGE + X-Magento-Tags-Pattern."""
+
+    type: Literal["varnish"]
+    name: str = Field(min_length=1)
+    servers: list[AnyHttpUrl] = Field(min_length=1)
+    tags_pattern: str = ".*"
+
+
+class SsmCache(StrictModel):
+    """`bin/magento cache:flush` on the app instances found by tag, through SSM Run Command."""
+
+    type: Literal["ssm"]
+    name: str = Field(min_length=1)
+    tag_key: str = Field(min_length=1)
+    tag_value: str = Field(min_length=1)
+    magento_root: str = Field(default="/var/www/magento", min_length=1)
+    command: str = "bin/magento cache:flush"
+    run_as: str | None = None
+    timeout_seconds: float = Field(default=300, gt=0, le=3600)
+    poll_seconds: float = Field(default=2.0, gt=0, le=60)
+
+
+Cache = Annotated[RedisCache | VarnishCache | SsmCache, Field(discriminator="type")]
+
+
+class SearchPathCheck(StrictModel):
+    """Search as Magento reaches it: through the switched name or the load balancer."""
+
+    url: AnyHttpUrl
+    nameserver: str | None = Field(
+        default=None,
+        description="host:port of a DNS server to resolve with (default: the system resolver)",
+    )
+    timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+
+
+class StorefrontCheck(StrictModel):
+    """A storefront search and a category page, as a customer gets them."""
+
+    url: AnyHttpUrl
+    graphql_path: str = "/graphql"
+    search_term: str = Field(default="bag", min_length=1)
+    category_path: str | None = "/women.html"
+    broken_marker: str = "We can't find products matching the selection."
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class VerifySettings(StrictModel):
+    search_path: SearchPathCheck | None = None
+    storefront: StorefrontCheck | None = None
 
 
 CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -146,6 +248,17 @@ class ClusterConfig(StrictModel):
     standby: ClusterSide
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     switch: Switch
+    caches: list[Cache] = Field(default_factory=list)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+
+    @field_validator("caches")
+    @classmethod
+    def _unique_cache_names(cls, caches: list[Cache]) -> list[Cache]:
+        names = [c.name for c in caches]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"cache names must be unique; repeated: {', '.join(dupes)}")
+        return caches
 
     @field_validator("name")
     @classmethod

@@ -12,7 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from failover.config import ClusterConfig, ClusterSide
+from failover.config import (
+    ClusterConfig,
+    ClusterSide,
+    RedisCache,
+    SearchPathCheck,
+    SsmCache,
+    StorefrontCheck,
+    Target,
+    VarnishCache,
+)
 
 Side = Literal["primary", "standby"]
 Trigger = Literal["manual", "alarm", "monitor", "drill"]
@@ -24,6 +33,7 @@ def other_side(side: Side) -> Side:
 
 class Outcome(StrEnum):
     FAILED_OVER = "failed_over"
+    FAILED_OVER_WITH_WARNINGS = "failed_over_with_warnings"
     NOT_CONFIRMED = "not_confirmed"
     ABORTED = "aborted"
     ROLLED_BACK = "rolled_back"
@@ -103,6 +113,76 @@ class WaitChangeResult(BaseModel):
     polls: int
 
 
+# --- NLB target groups ----------------------------------------------------------------------
+
+
+class TargetState(BaseModel):
+    id: str
+    port: int
+    state: str
+    reason: str | None = None
+
+
+class TargetGroupSnapshot(BaseModel):
+    """The registered targets: what a rollback restores, and which side is active."""
+
+    target_group_arn: str
+    targets: list[TargetState]
+    deregistration_delay_seconds: int
+
+
+class TargetsChange(BaseModel):
+    target_group_arn: str
+    targets: list[Target]
+
+
+class WaitTargetsInput(BaseModel):
+    target_group_arn: str
+    targets: list[Target]
+    want: Literal["healthy", "gone"]
+    timeout_seconds: float
+    poll_seconds: float
+
+
+class WaitTargetsResult(BaseModel):
+    reached: bool
+    polls: int
+    states: list[TargetState]
+
+
+# --- caches and verification --------------------------------------------------------------
+
+
+class FlushRequest(BaseModel):
+    cluster: str
+    cache: RedisCache | VarnishCache | SsmCache = Field(discriminator="type")
+
+
+class FlushResult(BaseModel):
+    name: str
+    type: str
+    detail: str
+
+
+class SearchPathRequest(BaseModel):
+    """Probe search through the switched path, with the auth of the side it should reach."""
+
+    check: SearchPathCheck
+    side: ClusterSide
+
+
+class StorefrontRequest(BaseModel):
+    check: StorefrontCheck
+
+
+class CheckResult(BaseModel):
+    """What a verification check saw; `problem` is None when it passed."""
+
+    name: str
+    problem: str | None
+    detail: str = ""
+
+
 # --- the failover workflow ------------------------------------------------------------------
 
 
@@ -116,7 +196,7 @@ class StepTiming(BaseModel):
     name: str
     started_at: datetime
     seconds: float
-    outcome: Literal["ok", "failed", "refused"]
+    outcome: Literal["ok", "failed", "refused", "warning"]
     detail: str | None = None
 
 
@@ -131,6 +211,8 @@ class FailoverStatus(BaseModel):
 
 class FailoverResult(BaseModel):
     result: Outcome
+    flushed: list[FlushResult] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     cluster: str
     from_side: Side | None
     to_side: Side | None

@@ -1,17 +1,15 @@
 """The failover runbook as a durable workflow: one line a step.
 
-snapshot → confirm → preflight → switch → wait for INSYNC → verify → (rollback).
+snapshot → confirm → preflight → switch → flush caches → verify → (rollback → flush).
 All I/O lives in activities; every decision is a pure function from failover.decisions.
-The direction is read from the record, not from config labels, so a second failover
-after the first one is a move back, with the same confirmation and preflight.
+The direction is read from AWS (the record, or the registered targets), not from config
+labels, so a second failover after the first one is a move back, with the same checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
 from datetime import timedelta
-from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,51 +17,30 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from failover import decisions
-    from failover.config import ClusterConfig
+    from failover.config import ClusterConfig, SsmCache
     from failover.models import (
-        ChangeRef,
+        CheckResult,
         FailoverRequest,
         FailoverResult,
         FailoverStatus,
+        FlushRequest,
+        FlushResult,
         Outcome,
         ProbeSideInput,
-        RecordRef,
-        RecordSnapshot,
+        SearchPathRequest,
         Side,
         SideProbe,
-        StepTiming,
-        UpsertRecordInput,
-        WaitChangeInput,
-        WaitChangeResult,
+        StorefrontRequest,
         other_side,
     )
 
-# Transient AWS trouble (throttling, 5xx) is retried with backoff for a few minutes;
-# permanent errors are raised non-retryable by the activities and end the run at once.
-AWS_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=20),
-)
-AWS_CALL_TIMEOUT = timedelta(seconds=30)
-AWS_STEP_DEADLINE = timedelta(minutes=5)
+from workflows.steps import HEARTBEAT_TIMEOUT, StepFailed, StepRecorder, failure_reason
+from workflows.switchers import Snapshot, Switcher, make_switcher
+
 PROBE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
-HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-
-T = TypeVar("T")
-
-
-class StepFailed(Exception):
-    """A step's activity failed for good; carries the reason for the result."""
-
-
-def _failure_reason(err: ActivityError) -> str:
-    cause = err.cause
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause or err)
+FLUSH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=4
+)
 
 
 @workflow.defn(name="FailoverWorkflow")
@@ -73,64 +50,58 @@ class FailoverWorkflow:
 
     @workflow.run
     async def run(self, request: FailoverRequest) -> FailoverResult:
-        cluster = request.cluster
-        self._status = FailoverStatus(cluster=cluster.name, phase="starting", reason=request.reason)
-        self._started = workflow.now()
         self._request = request
-        self._snapshot: RecordSnapshot | None = None
-        try:
-            return await self._run_steps(cluster)
-        except StepFailed as failed:
-            return await self._finish(Outcome.FAILED, str(failed))
-
-    async def _run_steps(self, cluster: ClusterConfig) -> FailoverResult:
-        switch = cluster.switch
-        ref = RecordRef(
-            zone_id=switch.zone_id, record_name=switch.record_name, record_type=switch.record_type
+        self._started = workflow.now()
+        self._status = FailoverStatus(
+            cluster=request.cluster.name, phase="starting", reason=request.reason
         )
+        self._steps = StepRecorder(self._status)
+        self._flushed: list[FlushResult] = []
+        self._warnings: list[str] = []
+        self._switcher: Switcher | None = None
+        try:
+            return await self._runbook(request.cluster)
+        except StepFailed as failed:
+            return self._finish(Outcome.FAILED, str(failed))
 
-        async with self._step("snapshot"):
-            self._snapshot = await self._aws("read_record", ref, RecordSnapshot)
-        active, unknown = decisions.active_side(self._snapshot.values, switch)
+    async def _runbook(self, cluster: ClusterConfig) -> FailoverResult:
+        switcher = make_switcher(cluster, self._steps)
+
+        async with self._steps.step("snapshot"):
+            snapshot = await switcher.snapshot()
+        active, unknown = switcher.active_side(snapshot)
         if active is None:
-            return await self._finish(
-                Outcome.ABORTED, f"aborted: {unknown}", refused_step="snapshot"
-            )
+            return self._refuse("snapshot", Outcome.ABORTED, f"aborted: {unknown}")
         target = other_side(active)
         self._status.from_side, self._status.to_side = active, target
+        self._switcher = switcher
 
-        async with self._step("confirm"):
+        async with self._steps.step("confirm"):
             refusal = await self._confirm(cluster, active)
         if refusal is not None:
-            return await self._finish(Outcome.NOT_CONFIRMED, refusal, refused_step="confirm")
+            return self._refuse("confirm", Outcome.NOT_CONFIRMED, refusal)
 
-        async with self._step("preflight"):
-            target_problems = await self._probe(cluster, target)
-            refusal = decisions.preflight_refusal(target_problems, target)
+        async with self._steps.step("preflight"):
+            refusal = decisions.preflight_refusal(await self._probe(cluster, target), target)
         if refusal is not None:
-            return await self._finish(
-                Outcome.ABORTED, f"aborted: {refusal}", refused_step="preflight"
-            )
+            return self._refuse("preflight", Outcome.ABORTED, f"aborted: {refusal}")
 
-        target_value = _side_value(cluster, target)
-        async with self._step("switch"):
-            change = await self._aws(
-                "upsert_record",
-                UpsertRecordInput(ref=ref, value=target_value, ttl=switch.ttl),
-                ChangeRef,
-            )
-        if change.change_id is not None:
-            async with self._step("wait"):
-                await self._wait_insync(cluster, change.change_id)
+        refusal = await switcher.switch(active, target)
+        if refusal is not None:
+            return self._finish(Outcome.ABORTED, f"aborted: {refusal}")
 
-        async with self._step("verify"):
-            problem = await self._verify(cluster, ref, target, target_value)
+        await self._flush_caches(cluster, "flush")
+
+        async with self._steps.step("verify"):
+            problem = await self._verify(cluster, switcher, target)
         if problem is None:
-            return await self._finish(Outcome.FAILED_OVER, self._request.reason)
+            outcome = Outcome.FAILED_OVER_WITH_WARNINGS if self._warnings else Outcome.FAILED_OVER
+            return self._finish(outcome, self._request.reason)
 
-        async with self._step("rollback"):
-            await self._rollback(cluster, ref, problem)
-        return await self._finish(Outcome.ROLLED_BACK, f"rolled back: {problem}")
+        async with self._steps.step("rollback"):
+            await self._rollback(switcher, snapshot, problem)
+        await self._flush_caches(cluster, "flush_after_rollback")
+        return self._finish(Outcome.ROLLED_BACK, f"rolled back: {problem}")
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -141,44 +112,95 @@ class FailoverWorkflow:
         for round_number in range(1, probe.failure_threshold + 1):
             problems = await self._probe(cluster, active)
             rounds.append(problems)
-            if (
-                decisions.side_down_reason(problems) is None
-                or round_number == probe.failure_threshold
-            ):
+            if decisions.side_down_reason(problems) is None:
                 break
-            await workflow.sleep(timedelta(seconds=probe.interval_seconds))
+            if round_number < probe.failure_threshold:
+                await workflow.sleep(timedelta(seconds=probe.interval_seconds))
         return decisions.confirmation_refusal(rounds, probe.failure_threshold)
 
-    async def _verify(
-        self, cluster: ClusterConfig, ref: RecordRef, target: Side, value: str
-    ) -> str | None:
+    async def _flush_caches(self, cluster: ClusterConfig, step: str) -> None:
+        """Flushes every cache at once; a failed flush is a warning, never a rollback."""
+        if not cluster.caches:
+            return
+        async with self._steps.step(step):
+            results = await asyncio.gather(
+                *(self._flush(cluster, cache) for cache in cluster.caches)
+            )
+        for result in results:
+            if isinstance(result, FlushResult):
+                self._flushed.append(result)
+            else:
+                self._warnings.append(result)
+        failed = [r for r in results if isinstance(r, str)]
+        if failed:
+            self._steps.mark_last(step, "warning", "; ".join(failed))
+
+    async def _flush(self, cluster: ClusterConfig, cache: object) -> FlushResult | str:
+        is_ssm = isinstance(cache, SsmCache)
+        timeout = timedelta(seconds=cache.timeout_seconds + 30) if is_ssm else timedelta(seconds=30)
+        try:
+            return await workflow.execute_activity(
+                "flush_cache",
+                FlushRequest(cluster=cluster.name, cache=cache),
+                result_type=FlushResult,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT if is_ssm else None,
+                retry_policy=FLUSH_RETRY,
+                summary=f"flush {cache.type} {cache.name}",
+            )
+        except ActivityError as err:
+            return f"cache flush failed: {cache.name}: {failure_reason(err)}"
+
+    async def _verify(self, cluster: ClusterConfig, switcher: Switcher, target: Side) -> str | None:
+        """Control plane, then search through the switched path, then the storefront."""
         problem: str | None = None
-        for attempt in range(1, cluster.probe.verify_attempts + 1):
-            record = await self._aws("read_record", ref, RecordSnapshot)
-            problems = await self._probe(cluster, target)
-            problem = decisions.verify_problem(record.values, value, problems)
+        attempts = cluster.probe.verify_attempts
+        for attempt in range(1, attempts + 1):
+            problem = await self._verify_once(cluster, switcher, target)
             if problem is None:
                 return None
-            workflow.logger.warning("verify attempt %d: %s", attempt, problem)
-            if attempt < cluster.probe.verify_attempts:
+            workflow.logger.warning("verify attempt %d of %d: %s", attempt, attempts, problem)
+            if attempt < attempts:
                 await workflow.sleep(timedelta(seconds=cluster.probe.interval_seconds))
         return problem
 
-    async def _rollback(self, cluster: ClusterConfig, ref: RecordRef, problem: str) -> None:
-        assert self._snapshot is not None
-        previous = self._snapshot.values[0]
-        try:
-            change = await self._aws(
-                "upsert_record",
-                UpsertRecordInput(
-                    ref=ref, value=previous, ttl=self._snapshot.ttl or cluster.switch.ttl
-                ),
-                ChangeRef,
+    async def _verify_once(
+        self, cluster: ClusterConfig, switcher: Switcher, target: Side
+    ) -> str | None:
+        problem = await switcher.control_plane_problem(target)
+        if problem is not None:
+            return problem
+        down = decisions.side_down_reason(await self._probe(cluster, target))
+        if down is not None:
+            return f"verify failed: new side not serving: {down}"
+        side = cluster.primary if target == "primary" else cluster.standby
+        if cluster.verify.search_path is not None:
+            check = cluster.verify.search_path
+            result = await self._check(
+                "check_search_path",
+                SearchPathRequest(check=check, side=side),
+                check.timeout_seconds,
+                f"search via {check.url}",
             )
-            if change.change_id is not None:
-                await self._wait_insync(cluster, change.change_id)
+            if result.problem is not None:
+                return f"verify failed: {result.problem}"
+        if cluster.verify.storefront is not None:
+            check = cluster.verify.storefront
+            result = await self._check(
+                "check_storefront",
+                StorefrontRequest(check=check),
+                check.timeout_seconds,
+                f"storefront search {check.search_term!r}",
+            )
+            if result.problem is not None:
+                return f"verify failed: {result.problem}"
+        return None
+
+    async def _rollback(self, switcher: Switcher, snapshot: Snapshot, problem: str) -> None:
+        try:
+            await switcher.restore(snapshot)
         except StepFailed as failed:
-            raise StepFailed(f"{problem}; rollback to {previous!r} failed too: {failed}") from None
+            raise StepFailed(f"{problem}; rollback failed too: {failed}") from None
 
     # --- activity calls --------------------------------------------------------------------
 
@@ -201,83 +223,46 @@ class FailoverWorkflow:
             yellow_policy=cluster.probe.yellow_policy,
         )
 
-    async def _aws(self, activity: str, arg: object, result_type: type[T]) -> T:
-        try:
-            return await workflow.execute_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=AWS_CALL_TIMEOUT,
-                schedule_to_close_timeout=AWS_STEP_DEADLINE,
-                retry_policy=AWS_RETRY,
-                summary=_summary(activity, arg),
-            )
-        except ActivityError as err:
-            raise StepFailed(_failure_reason(err)) from None
-
-    async def _wait_insync(self, cluster: ClusterConfig, change_id: str) -> WaitChangeResult:
-        switch = cluster.switch
-        try:
-            return await workflow.execute_activity(
-                "wait_insync",
-                WaitChangeInput(change_id=change_id, poll_seconds=switch.insync_poll_seconds),
-                result_type=WaitChangeResult,
-                start_to_close_timeout=timedelta(seconds=switch.insync_timeout_seconds),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=AWS_RETRY,
-                summary=f"wait for {change_id} INSYNC",
-            )
-        except ActivityError as err:
-            raise StepFailed(f"waiting for {change_id}: {_failure_reason(err)}") from None
+    async def _check(
+        self, activity: str, request: object, timeout_seconds: float, summary: str
+    ) -> CheckResult:
+        return await workflow.execute_activity(
+            activity,
+            request,
+            result_type=CheckResult,
+            start_to_close_timeout=timedelta(seconds=timeout_seconds * 3 + 5),
+            retry_policy=PROBE_RETRY,
+            summary=summary,
+        )
 
     # --- bookkeeping -----------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _step(self, name: str) -> AsyncIterator[None]:
-        assert self._status is not None
-        self._status.phase = name
-        started = workflow.now()
-        outcome = "failed"
-        detail: str | None = None
-        try:
-            yield
-            outcome = "ok"
-        except StepFailed as failed:
-            detail = str(failed)
-            raise
-        finally:
-            seconds = (workflow.now() - started).total_seconds()
-            self._status.steps.append(
-                StepTiming(
-                    name=name, started_at=started, seconds=seconds, outcome=outcome, detail=detail
-                )
-            )
+    def _refuse(self, step: str, outcome: Outcome, reason: str) -> FailoverResult:
+        self._steps.mark_last(step, "refused", reason)
+        return self._finish(outcome, reason)
 
-    async def _finish(
-        self, outcome: Outcome, reason: str, *, refused_step: str | None = None
-    ) -> FailoverResult:
+    def _finish(self, outcome: Outcome, reason: str) -> FailoverResult:
         assert self._status is not None
         status = self._status
-        if refused_step is not None and status.steps and status.steps[-1].name == refused_step:
-            status.steps[-1].outcome = "refused"
-            status.steps[-1].detail = reason
         status.phase = "done"
-        cluster = self._request.cluster
-        from_value = _side_value(cluster, status.from_side) if status.from_side else None
-        to_value = _side_value(cluster, status.to_side) if status.to_side else None
+        switcher = self._switcher
         workflow.logger.info("failover %s: %s", outcome.value, reason)
         return FailoverResult(
             result=outcome,
-            cluster=cluster.name,
+            cluster=self._request.cluster.name,
             from_side=status.from_side,
             to_side=status.to_side,
-            from_value=from_value,
-            to_value=to_value,
+            from_value=switcher.describe(status.from_side)
+            if switcher and status.from_side
+            else None,
+            to_value=switcher.describe(status.to_side) if switcher and status.to_side else None,
             reason=reason,
             trigger=self._request.trigger,
             started_at=self._started,
             finished_at=workflow.now(),
             steps=list(status.steps),
+            flushed=self._flushed,
+            warnings=self._warnings,
         )
 
     @workflow.query(name="status")
@@ -285,15 +270,3 @@ class FailoverWorkflow:
         if self._status is None:
             raise ApplicationError("workflow has not started its first step yet")
         return self._status
-
-
-def _side_value(cluster: ClusterConfig, side: Side) -> str:
-    return cluster.switch.primary_value if side == "primary" else cluster.switch.standby_value
-
-
-def _summary(activity: str, arg: object) -> str:
-    if isinstance(arg, UpsertRecordInput):
-        return f"UPSERT {arg.ref.record_name} {arg.ref.record_type} → {arg.value}"
-    if isinstance(arg, RecordRef):
-        return f"read {arg.record_name} {arg.record_type}"
-    return activity

@@ -120,9 +120,7 @@ def test_active_side_is_read_from_the_record() -> None:
     assert side is None and "holds 2 values" in reason
 
 
-def test_verify() -> None:
-    assert decisions.verify_problem(["es-b.shop.internal."], "es-b.shop.internal", UP) is None
-    reason = decisions.verify_problem(["es-a.shop.internal"], "es-b.shop.internal", UP)
+def test_record_problem() -> None:
+    assert decisions.record_problem(["es-b.shop.internal."], "es-b.shop.internal") is None
+    reason = decisions.record_problem(["es-a.shop.internal"], "es-b.shop.internal")
     assert reason is not None and reason.startswith("verify failed: record holds")
-    reason = decisions.verify_problem(["es-b.shop.internal"], "es-b.shop.internal", DOWN)
-    assert reason is not None and reason.startswith("verify failed: new side not serving")

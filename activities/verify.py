@@ -1,0 +1,114 @@
+"""Verification through the user's own path: the switched name or load balancer, then the
+storefront itself. A failover that AWS accepted but customers cannot see is not done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import dns.asyncresolver
+import dns.exception
+import httpx
+from temporalio import activity
+
+from activities.search_probe import http_auth, probe_node, tls_verify
+from failover import decisions
+from failover.models import CheckResult, SearchPathRequest, StorefrontRequest
+
+STOREFRONT_QUERY = "{ products(search: %s, pageSize: 1) { total_count items { sku } } }"
+
+
+async def resolve(host: str, nameserver: str | None, timeout_s: float) -> str:
+    """The address Magento would connect to, following CNAMEs through the given server."""
+    resolver = dns.asyncresolver.Resolver(configure=nameserver is None)
+    if nameserver is not None:
+        ns_host, _, ns_port = nameserver.rpartition(":")
+        resolver.nameservers = [ns_host]
+        resolver.port = int(ns_port)
+    resolver.lifetime = timeout_s
+    answer = await resolver.resolve(host, "A")
+    return str(answer[0])
+
+
+class VerifyActivities:
+    """Checks that search answers through the switched path and the storefront recovered."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.transport = transport
+
+    @activity.defn(name="check_search_path")
+    async def check_search_path(self, request: SearchPathRequest) -> CheckResult:
+        check = request.check
+        url = httpx.URL(str(check.url))
+        address = url.host
+        if check.nameserver is not None:
+            try:
+                address = await resolve(url.host, check.nameserver, check.timeout_seconds)
+            except (dns.exception.DNSException, OSError) as exc:
+                return CheckResult(
+                    name="search_path",
+                    problem=f"search path failed: cannot resolve {url.host}: {exc}",
+                )
+        target = url.copy_with(host=address)
+        async with httpx.AsyncClient(
+            auth=http_auth(request.side),
+            verify=tls_verify(request.side.tls),
+            timeout=check.timeout_seconds,
+            transport=self.transport,
+            headers={"host": url.netloc.decode()},
+        ) as client:
+            probe = await probe_node(client, str(target), check.timeout_seconds)
+        problem = decisions.node_problem(
+            probe,
+            expected_cluster_name=request.side.expected_cluster_name,
+            yellow_policy="degraded",
+        )
+        return CheckResult(
+            name="search_path",
+            problem=f"search path failed: {url.host} ({address}) {problem}" if problem else None,
+            detail=f"{url.host} → {address}: cluster_name {probe.cluster_name}, "
+            f"status {probe.health_status}",
+        )
+
+    @activity.defn(name="check_storefront")
+    async def check_storefront(self, request: StorefrontRequest) -> CheckResult:
+        check = request.check
+        base = str(check.url).rstrip("/")
+        query = STOREFRONT_QUERY % json.dumps(check.search_term)
+        async with httpx.AsyncClient(
+            timeout=check.timeout_seconds, transport=self.transport
+        ) as client:
+            try:
+                search, category = await asyncio.gather(
+                    client.post(base + check.graphql_path, json={"query": query}),
+                    client.get(base + check.category_path) if check.category_path else _none(),
+                )
+            except httpx.HTTPError as exc:
+                return CheckResult(
+                    name="storefront",
+                    problem=f"storefront failed: {base} unreachable: {type(exc).__name__}: {exc}",
+                )
+        problem = decisions.storefront_problem(
+            search_status=search.status_code,
+            search_body=_json(search),
+            category_status=category.status_code if category is not None else None,
+            category_body=category.text if category is not None else None,
+            broken_marker=check.broken_marker,
+        )
+        return CheckResult(
+            name="storefront",
+            problem=problem,
+            detail=f"search {check.search_term!r}: HTTP {search.status_code}",
+        )
+
+
+async def _none() -> None:
+    return None
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -1,0 +1,104 @@
+"""Workflow-side plumbing shared by the runbook and the switchers: activity options and
+the step recorder that builds the timeline. Deterministic: no I/O, time from workflow.now().
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from failover.models import FailoverStatus, StepTiming
+
+# Transient AWS trouble (throttling, 5xx) is retried with backoff for a few minutes;
+# permanent errors are raised non-retryable by the activities and end the run at once.
+AWS_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+)
+AWS_CALL_TIMEOUT = timedelta(seconds=30)
+AWS_STEP_DEADLINE = timedelta(minutes=5)
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+
+T = TypeVar("T")
+
+
+class StepFailed(Exception):
+    """A step's activity failed for good; carries the reason for the result."""
+
+
+def failure_reason(err: ActivityError) -> str:
+    cause: BaseException | None = err.cause
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause or err)
+
+
+async def aws_activity(
+    activity: str,
+    arg: Any,
+    result_type: type[T] | None,
+    *,
+    summary: str,
+    long_running: timedelta | None = None,
+) -> T:
+    """Runs an AWS activity with the AWS retry policy; a final failure becomes StepFailed.
+
+    `long_running` is for waits: they get that start-to-close timeout and a heartbeat
+    timeout, so a killed worker's wait is retried within seconds.
+    """
+    try:
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=long_running or AWS_CALL_TIMEOUT,
+            schedule_to_close_timeout=None if long_running else AWS_STEP_DEADLINE,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT if long_running else None,
+            retry_policy=AWS_RETRY,
+            summary=summary,
+        )
+    except ActivityError as err:
+        raise StepFailed(failure_reason(err)) from None
+
+
+class StepRecorder:
+    """Keeps the live status (for the `status` query) and the per-step timeline."""
+
+    def __init__(self, status: FailoverStatus) -> None:
+        self.status = status
+
+    @asynccontextmanager
+    async def step(self, name: str) -> AsyncIterator[None]:
+        self.status.phase = name
+        started = workflow.now()
+        outcome = "failed"
+        detail: str | None = None
+        try:
+            yield
+            outcome = "ok"
+        except StepFailed as failed:
+            detail = str(failed)
+            raise
+        finally:
+            seconds = (workflow.now() - started).total_seconds()
+            self.status.steps.append(
+                StepTiming(
+                    name=name, started_at=started, seconds=seconds, outcome=outcome, detail=detail
+                )
+            )
+
+    def mark_last(self, name: str, outcome: str, detail: str) -> None:
+        steps = self.status.steps
+        if steps and steps[-1].name == name:
+            steps[-1].outcome = outcome  # type: ignore[assignment]
+            steps[-1].detail = detail
