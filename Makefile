@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test lint sandbox clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint sandbox clean system-packages
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,17 +14,25 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/.installed
+# Real Redis and Varnish for the storefront in the sandbox (Debian packages; neither is
+# started as a service: the sandbox and the tests start their own on loopback ports).
+system-packages:
+	@if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/sbin/varnishd ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server varnish; \
+	fi
+
+demo: system-packages $(BIN)/.installed
 	$(BIN)/failover demo
 
-sandbox: $(BIN)/.installed
+sandbox: system-packages $(BIN)/.installed
 	$(BIN)/failover sandbox up
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: system-packages lint
 	$(BIN)/pytest -ra
 
 clean:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from failover import decisions
-from failover.config import Route53Switch
-from failover.models import NodeProbe
+from failover.config import Route53Switch, Target
+from failover.models import NodeProbe, TargetState
 
 GREEN = {"http_status": 200, "cluster_name": "es-a", "health_status": "green", "timed_out": False}
 
@@ -124,3 +124,69 @@ def test_record_problem() -> None:
     assert decisions.record_problem(["es-b.shop.internal."], "es-b.shop.internal") is None
     reason = decisions.record_problem(["es-a.shop.internal"], "es-b.shop.internal")
     assert reason is not None and reason.startswith("verify failed: record holds")
+
+
+PRIMARY_TARGETS = [Target(id="127.0.1.1", port=9200), Target(id="127.0.1.2", port=9200)]
+STANDBY_TARGETS = [Target(id="127.0.2.1", port=9200)]
+
+
+def states(*entries: tuple[str, str]) -> list[TargetState]:
+    return [TargetState(id=i, port=9200, state=s) for i, s in entries]
+
+
+def test_active_target_side_reads_the_registrations() -> None:
+    primary = states(("127.0.1.1", "healthy"), ("127.0.1.2", "unhealthy"))
+    assert decisions.active_target_side(primary, PRIMARY_TARGETS, STANDBY_TARGETS) == (
+        "primary",
+        None,
+    )
+    # Draining and unused targets take no new connections: they do not count.
+    standby = states(("127.0.2.1", "healthy"), ("127.0.1.1", "draining"))
+    assert decisions.active_target_side(standby, PRIMARY_TARGETS, STANDBY_TARGETS) == (
+        "standby",
+        None,
+    )
+    both = states(("127.0.1.1", "healthy"), ("127.0.1.2", "healthy"), ("127.0.2.1", "healthy"))
+    side, reason = decisions.active_target_side(both, PRIMARY_TARGETS, STANDBY_TARGETS)
+    assert side is None and "refusing to guess" in reason
+    side, reason = decisions.active_target_side([], PRIMARY_TARGETS, STANDBY_TARGETS)
+    assert side is None and reason.startswith("registered targets (none)")
+
+
+def test_targets_problem() -> None:
+    assert decisions.targets_problem(states(("127.0.2.1", "healthy")), STANDBY_TARGETS) is None
+    reason = decisions.targets_problem(states(("127.0.2.1", "initial")), STANDBY_TARGETS)
+    assert reason == "verify failed: targets not healthy: 127.0.2.1:9200 initial"
+    reason = decisions.targets_problem(states(("127.0.1.1", "healthy")), STANDBY_TARGETS)
+    assert reason is not None and reason.startswith("verify failed: registered targets are")
+
+
+BROKEN = "We can't find products matching the selection."
+FOUND = {"data": {"products": {"total_count": 3, "items": [{"sku": "24-MB01"}]}}}
+
+
+def storefront(**overrides: object) -> str | None:
+    arguments = {
+        "search_status": 200,
+        "search_body": FOUND,
+        "category_status": 200,
+        "category_body": "<ul data-product-count=3>",
+        "broken_marker": BROKEN,
+    } | overrides
+    return decisions.storefront_problem(**arguments)
+
+
+def test_storefront_problem() -> None:
+    assert storefront() is None
+    assert storefront(category_status=None, category_body=None) is None
+    no_nodes = {"errors": [{"message": "No alive nodes found in your cluster"}], "data": None}
+    assert storefront(search_body=no_nodes) == (
+        "storefront failed: GraphQL search error: No alive nodes found in your cluster"
+    )
+    empty = {"data": {"products": {"total_count": 0, "items": []}}}
+    assert storefront(search_body=empty) == "storefront failed: GraphQL search returned 0 products"
+    assert storefront(search_status=502) == "storefront failed: GraphQL search answered HTTP 502"
+    assert storefront(category_body=f"<p>{BROKEN}</p>") == (
+        "storefront failed: category page still shows the page cached during the outage"
+    )
+    assert storefront(category_status=503) == "storefront failed: category page answered HTTP 503"
