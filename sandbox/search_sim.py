@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import re
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,7 @@ __all__ = [
     "NodeFault",
     "SimulatedCluster",
     "SimulatorFleet",
+    "free_port_on",
     "set_fault_remote",
 ]
 
@@ -676,6 +678,50 @@ def _drop(request: web.BaseRequest) -> web.StreamResponse:
     return web.Response(status=503)
 
 
+# --------------------------------------------------------------------------- ports
+
+_FREE_PORT_ATTEMPTS = 50
+
+
+def free_port_on(hosts: list[str]) -> int:
+    """A TCP port free right now on every host, so nodes on their own IPs can share one port.
+
+    The candidate comes from binding port 0 on the first host (held while the others are
+    checked); the rest must bind it too. A small race remains after return, as with any
+    free-port helper; on loopback that is fine.
+    """
+    if not hosts:
+        raise ValueError("free_port_on needs at least one host")
+    for _ in range(_FREE_PORT_ATTEMPTS):
+        with _bound(hosts[0], 0) as first:
+            port = int(first.getsockname()[1])
+            if all(_can_bind(host, port) for host in hosts[1:]):
+                return port
+    raise OSError(
+        f"no TCP port free on all of {', '.join(hosts)} after {_FREE_PORT_ATTEMPTS} attempts"
+    )
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    """A TCP socket bound (not listening) to host:port; no SO_REUSEADDR, so the check is strict."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _can_bind(host: str, port: int) -> bool:
+    try:
+        _bound(host, port).close()
+    except OSError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- nodes
 
 
@@ -685,6 +731,7 @@ class _Node:
 
     index: int
     name: str
+    host: str
     port: int
     fault: NodeFault = field(default_factory=NodeFault)
     fault_since: float = field(default_factory=time.monotonic)
@@ -742,10 +789,12 @@ class SimulatedCluster:
         *,
         node_count: int = 3,
         host: str = "127.0.0.1",
+        hosts: list[str] | None = None,
         ports: list[int] | None = None,
         distribution: Distribution = "elasticsearch",
         version: str | None = None,
     ) -> None:
+        """`hosts` gives each node its own address (DNS can list IPs, not ports); else `host`."""
         if node_count < 1:
             raise ValueError(f"node_count must be at least 1, got {node_count}")
         if distribution not in DEFAULT_VERSIONS:
@@ -754,6 +803,17 @@ class SimulatedCluster:
             )
         if ports is not None and len(ports) != node_count:
             raise ValueError(f"got {len(ports)} ports for {node_count} nodes")
+        if hosts is not None and len(hosts) != node_count:
+            raise ValueError(f"got {len(hosts)} hosts for {node_count} nodes")
+        node_hosts = list(hosts) if hosts is not None else [host] * node_count
+        node_ports = list(ports) if ports is not None else [0] * node_count
+        pinned = [(h, p) for h, p in zip(node_hosts, node_ports, strict=True) if p]
+        clashes = sorted({f"{h}:{p}" for h, p in pinned if pinned.count((h, p)) > 1})
+        if clashes:
+            raise ValueError(
+                f"nodes would share the address(es) {', '.join(clashes)}; give each node its own "
+                "port or its own host (hosts=[...])"
+            )
         self.name = cluster_name
         self.host = host
         self.distribution: Distribution = distribution
@@ -767,7 +827,9 @@ class SimulatedCluster:
         self._version_info = _version_info(distribution, self.version)
         self._version_tuple = _version_tuple(self.version)
         self._nodes = [
-            _Node(index=i, name=f"{cluster_name}-node-{i + 1}", port=ports[i] if ports else 0)
+            _Node(
+                index=i, name=f"{cluster_name}-node-{i + 1}", host=node_hosts[i], port=node_ports[i]
+            )
             for i in range(node_count)
         ]
         self._lock = asyncio.Lock()
@@ -794,11 +856,17 @@ class SimulatedCluster:
         """One URL per node; stable across DOWN/up because the port is reused."""
         if any(node.port == 0 for node in self._nodes):
             raise RuntimeError(f"cluster {self.name!r}: node_urls are known after start()")
-        return [self._url(node.port) for node in self._nodes]
+        return [self._url(node) for node in self._nodes]
 
-    def _url(self, port: int) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port}"
+    @property
+    def node_hosts(self) -> list[str]:
+        """The address each node listens on (and reports as its `ip`)."""
+        return [node.host for node in self._nodes]
+
+    @staticmethod
+    def _url(node: _Node) -> str:
+        host = f"[{node.host}]" if ":" in node.host else node.host
+        return f"http://{host}:{node.port}"
 
     async def start(self) -> None:
         """Bind every node (free ports unless given), then apply faults set beforehand."""
@@ -882,7 +950,7 @@ class SimulatedCluster:
                 {
                     "index": node.index,
                     "name": node.name,
-                    "url": self._url(node.port) if node.port else None,
+                    "url": self._url(node) if node.port else None,
                     "listening": node.site is not None,
                     **node.fault.to_dict(),
                     "effective_mode": str(node.mode_now()),
@@ -942,12 +1010,12 @@ class SimulatedCluster:
     async def _open(self, node: _Node) -> None:
         assert node.runner is not None
         node.released = asyncio.Event()
-        site = web.TCPSite(node.runner, self.host, node.port, reuse_address=True)
+        site = web.TCPSite(node.runner, node.host, node.port, reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
             raise OSError(
-                exc.errno, f"cannot listen on {self.host}:{node.port} for {node.name}: {exc}"
+                exc.errno, f"cannot listen on {node.host}:{node.port} for {node.name}: {exc}"
             ) from exc
         if node.port == 0:
             node.port = int(node.runner.addresses[0][1])
@@ -1260,7 +1328,7 @@ class SimulatedCluster:
         for i in view.present:
             is_master = "*" if i == view.master else "-"
             row = {
-                "ip": self.host,
+                "ip": self._nodes[i].host,
                 "heap.percent": str(18 + (i * 17) % 47),
                 "ram.percent": str(62 + (i * 13) % 31),
                 "cpu": str(2 + (i * 5) % 9),

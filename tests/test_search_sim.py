@@ -6,18 +6,21 @@ Every test talks HTTP (or raw TCP) to the simulated nodes, as the failover activ
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
+from sandbox import search_sim
 from sandbox.search_sim import (
     FaultControlError,
     FaultMode,
     NodeFault,
     SimulatedCluster,
     SimulatorFleet,
+    free_port_on,
     set_fault_remote,
 )
 
@@ -658,3 +661,85 @@ async def test_explicit_ports_are_used_and_requests_counted(client: httpx.AsyncC
         for url in sim.node_urls:
             assert (await client.get(url + "/")).json()["cluster_name"] == "pinned"
         assert sim.request_count == 2
+
+
+# --------------------------------------------------------------------------- one IP per node
+
+NODE_HOSTS = ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
+
+
+@pytest.fixture
+async def per_ip_cluster() -> AsyncIterator[SimulatedCluster]:
+    port = free_port_on(NODE_HOSTS)
+    sim = SimulatedCluster("primary", hosts=NODE_HOSTS, ports=[port] * 3)
+    async with sim:
+        yield sim
+
+
+async def test_nodes_on_their_own_ips_share_one_port(
+    per_ip_cluster: SimulatedCluster, client: httpx.AsyncClient
+) -> None:
+    port = int(per_ip_cluster.node_urls[0].rsplit(":", 1)[1])
+    assert per_ip_cluster.node_urls == [f"http://{host}:{port}" for host in NODE_HOSTS]
+    assert per_ip_cluster.node_hosts == NODE_HOSTS
+    assert [n["url"] for n in per_ip_cluster.describe()["nodes"]] == per_ip_cluster.node_urls
+    for i, url in enumerate(per_ip_cluster.node_urls):
+        assert (await client.get(url + "/")).json()["name"] == f"primary-node-{i + 1}"
+    assert await port_refuses(f"http://127.0.0.1:{port}")  # bound to each IP, not a wildcard
+
+    cat = await client.get(per_ip_cluster.node_urls[1] + "/_cat/nodes", params={"format": "json"})
+    assert [(n["name"], n["ip"]) for n in cat.json()] == [
+        (f"primary-node-{i + 1}", host) for i, host in enumerate(NODE_HOSTS)
+    ]
+
+
+async def test_one_node_down_and_up_on_its_own_ip(
+    per_ip_cluster: SimulatedCluster, client: httpx.AsyncClient
+) -> None:
+    urls = per_ip_cluster.node_urls
+    per_ip_cluster.set_fault(1, NodeFault(FaultMode.DOWN))
+    await per_ip_cluster.settle()
+    assert await port_refuses(urls[1])
+    for url in (urls[0], urls[2]):  # same port, other IPs: still serving
+        assert (await client.get(url + "/_cluster/health")).json()["number_of_nodes"] == 2
+    cat = await client.get(urls[0] + "/_cat/nodes", params={"format": "json", "h": "ip"})
+    assert [n["ip"] for n in cat.json()] == [NODE_HOSTS[0], NODE_HOSTS[2]]
+
+    per_ip_cluster.set_fault(1, NodeFault(FaultMode.HEALTHY))
+    await per_ip_cluster.settle()
+    assert per_ip_cluster.node_urls == urls
+    back = await client.get(urls[1] + "/_cluster/health")
+    assert back.json()["number_of_nodes"] == 3
+
+
+async def test_hosts_must_match_the_node_count() -> None:
+    with pytest.raises(ValueError, match="got 2 hosts for 3 nodes"):
+        SimulatedCluster("primary", hosts=NODE_HOSTS[:2])
+    with pytest.raises(ValueError, match=r"share the address\(es\) 127\.0\.0\.1:9200"):
+        SimulatedCluster("primary", node_count=2, ports=[9200, 9200])
+
+
+def test_free_port_on_every_host() -> None:
+    port = free_port_on(NODE_HOSTS)
+    for host in NODE_HOSTS:
+        with socket.socket() as sock:
+            sock.bind((host, port))  # free on each address
+    with pytest.raises(ValueError, match="at least one host"):
+        free_port_on([])
+
+
+def test_free_port_on_retries_a_bounded_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    rejected: list[int] = []
+
+    def taken_twice(host: str, port: int) -> bool:
+        if len(rejected) < 2:
+            rejected.append(port)
+            return False
+        return True
+
+    monkeypatch.setattr(search_sim, "_can_bind", taken_twice)
+    free_port_on(NODE_HOSTS)
+    assert len(rejected) == 2
+    monkeypatch.setattr(search_sim, "_can_bind", lambda host, port: False)
+    with pytest.raises(OSError, match=r"no TCP port free on all of 127\.0\.1\.1"):
+        free_port_on(NODE_HOSTS)
