@@ -18,6 +18,7 @@ from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
 )
 from temporalio.exceptions import ApplicationError
 
@@ -51,6 +52,12 @@ def aws_failure(operation: str, exc: Exception) -> ApplicationError:
             f"{operation}: {code}: {message}" + (f" (HTTP {status})" if status else ""),
             type=code,
             non_retryable=code in PERMANENT_AWS_ERRORS,
+        )
+    if isinstance(exc, ParamValidationError):
+        return ApplicationError(
+            f"{operation}: request refused before sending: {exc}",
+            type="ParamValidationError",
+            non_retryable=True,
         )
     if isinstance(exc, NoCredentialsError):
         return ApplicationError(

@@ -8,13 +8,17 @@ environment here, never carried in history.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,7 +27,8 @@ from activities.aws import AwsCaller
 from failover.config import RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
 
-SSM_DONE = {"Success", "Cancelled", "TimedOut", "Failed", "Cancelling"}
+SSM_DONE = {"Success", "Cancelled", "TimedOut", "Failed"}
+SSM_MIN_TIMEOUT_SECONDS = 30  # SendCommand refuses less
 VARNISH_TIMEOUT_SECONDS = 10.0  # what Magento's own purge uses
 
 
@@ -76,6 +81,7 @@ class CacheActivities:
                 ssl=cache.tls,
                 socket_timeout=5,
                 socket_connect_timeout=5,
+                retry=Retry(NoBackoff(), 0),  # Temporal's retry policy owns retrying
             )
             try:
                 keys = await client.dbsize()
@@ -138,16 +144,16 @@ class CacheActivities:
                 type="NoInstances",
                 non_retryable=True,
             )
-        command = f"cd {cache.magento_root} && {cache.command}"
+        command = f"cd {shlex.quote(cache.magento_root)} && {cache.command}"
         if cache.run_as:
-            command = f"sudo -u {cache.run_as} sh -c '{command}'"
+            command = f"sudo -u {shlex.quote(cache.run_as)} sh -c {shlex.quote(command)}"
         sent = await self.ssm.call(
             "SendCommand",
             InstanceIds=instance_ids,
             DocumentName="AWS-RunShellScript",
             Comment="search-failover: Magento cache flush",
             Parameters={"commands": [command]},
-            TimeoutSeconds=int(cache.timeout_seconds),
+            TimeoutSeconds=max(SSM_MIN_TIMEOUT_SECONDS, math.ceil(cache.timeout_seconds)),
         )
         command_id = sent["Command"]["CommandId"]
         statuses = await self._wait_invocations(cache, command_id, instance_ids)

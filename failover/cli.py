@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -178,8 +179,19 @@ def _print_steps(steps: list[dict[str, Any]], rto: float | None = None) -> None:
         out.print(f"RTO (fault → verified switch): {rto:.3f} s", style="bold")
 
 
+ModeOption = Annotated[str, typer.Option("--mode", help="how traffic moves: dns (Route 53) or nlb")]
+
+
+def _mode(mode: str) -> str:
+    if mode not in ("dns", "nlb"):
+        err.print(f"error: --mode must be dns or nlb, not {mode!r}")
+        _exit(2)
+    return mode
+
+
 @sandbox_app.command("up")
 def sandbox_up(
+    mode: ModeOption = "dns",
     with_worker: Annotated[bool, typer.Option("--worker/--no-worker")] = True,
     port: Annotated[int, typer.Option(help="Temporal gRPC port")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
@@ -188,13 +200,23 @@ def sandbox_up(
     from sandbox.stack import Sandbox
 
     async def go() -> None:
-        sandbox = Sandbox(state_dir(), temporal_port=port, ui_port=ui_port, with_worker=with_worker)
+        sandbox = Sandbox(
+            state_dir(),
+            mode=_mode(mode),  # type: ignore[arg-type]
+            temporal_port=port,
+            ui_port=ui_port,
+            with_worker=with_worker,
+        )
         info = await sandbox.start()
         try:
             out.print(f"Temporal       {info.temporal.address}  (namespace default)")
             out.print(f"Web UI         {info.temporal.ui_url}")
             out.print(f"AWS (moto)     {info.aws_endpoint}  zone {info.hosted_zone_id}")
             out.print(f"fault control  {info.simulator_control_url}")
+            out.print(f"storefront     {info.storefront_url}  (Varnish → storefront → Redis)")
+            out.print(
+                f"search path    {info.search_url}  (mode {info.mode}, DNS {info.dns_server})"
+            )
             for name, nodes in info.clusters.items():
                 out.print(f"{name:<14} {' '.join(nodes)}")
             out.print(f"config         {info.config_path}")
@@ -262,6 +284,7 @@ def sandbox_fault(
 
 @app.command()
 def demo(
+    mode: ModeOption = "dns",
     as_json: JsonOption = False,
     keep: Annotated[bool, typer.Option(help="keep the stack running afterwards")] = False,
 ) -> None:
@@ -271,8 +294,14 @@ def demo(
     from sandbox.demo import demo_succeeded, run_demo
     from sandbox.stack import Sandbox
 
+    # The NLB stand-in logs every connection it cannot place while the primary is down.
+    logging.getLogger("sandbox.nlb").setLevel(logging.ERROR)
+
     async def go() -> dict[str, Any]:
-        sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="failover-demo-")))
+        sandbox = Sandbox(
+            Path(tempfile.mkdtemp(prefix="failover-demo-")),
+            mode=_mode(mode),  # type: ignore[arg-type]
+        )
         await sandbox.start()
         try:
             report = await run_demo(sandbox)
@@ -299,8 +328,23 @@ def _print_demo(report: dict[str, Any]) -> None:
         style="bold",
     )
     out.print(f"reason: {report['reason']}")
-    out.print(f"record now: {', '.join(report['record_after'])}")
+    what = "registered targets" if report["mode"] == "nlb" else "record"
+    out.print(f"{what} now: {', '.join(report['switched_after'])}")
+    for flushed in report["flushed"]:
+        out.print(f"flushed {flushed['type']} {flushed['name']}: {flushed['detail']}")
+    for warning in report["warnings"]:
+        out.print(f"warning: {warning}")
     _print_steps(report["steps"], rto=report["rto_seconds"])
+    recovered = report["storefront_recovered_seconds"]
+    requests = report["storefront_requests"]
+    out.print(
+        f"storefront search recovered (fault → first products): "
+        f"{'never' if recovered is None else f'{recovered:.3f} s'}; "
+        f"{requests['failed']} failed and {requests['ok']} good searches meanwhile"
+    )
+    if report["poisoned_page_cached_during_outage"]:
+        fixed = "gone" if report["category_page_fixed_after"] else "STILL SERVED"
+        out.print(f"category page cached broken during the outage: {fixed} after the flush")
     out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
 
 

@@ -1,19 +1,32 @@
 """The demo: a real failover on the local stack, start to finish, with its timeline.
 
-It starts the sandbox, kills every node of the primary cluster, triggers the failover,
-then reads the record back from Route 53 (moto) itself rather than trusting the result.
+It starts the sandbox, checks the storefront works, kills every node of the primary
+cluster, lets a customer's visit cache a broken category page (as Magento does), triggers
+the failover, and watches the storefront through Varnish until searches return products
+again. The record or targets are read back from moto itself, not taken from the result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
 
 from failover.models import FailoverResult, Outcome
 from failover.operations import failover_workflow_id, start_or_attach_failover
 from sandbox.search_sim import FaultMode, NodeFault
-from sandbox.stack import PRIMARY_SIM, SANDBOX_CLUSTER, Sandbox
+from sandbox.stack import PRIMARY_SIM, Sandbox
+
+SEARCH_QUERY = '{ products(search: "bag", pageSize: 1) { total_count items { sku } } }'
+BROKEN_MARKER = "We can't find products matching the selection."
+PROBE_EVERY_SECONDS = 0.1
+PROBE_DEADLINE_SECONDS = 120.0
+RECOVERY_GRACE_SECONDS = 30.0  # after the failover ends, how long to wait for the storefront
 
 
 def rto_seconds(fault_at: datetime, result: FailoverResult) -> float | None:
@@ -25,32 +38,92 @@ def rto_seconds(fault_at: datetime, result: FailoverResult) -> float | None:
     return round(verified_at - fault_at.timestamp(), 3)
 
 
+async def storefront_search_works(client: httpx.AsyncClient, url: str) -> bool:
+    try:
+        response = await client.post(f"{url}/graphql", json={"query": SEARCH_QUERY})
+        products = (response.json().get("data") or {}).get("products") or {}
+    except (httpx.HTTPError, ValueError):
+        return False
+    return response.status_code == 200 and bool(products.get("total_count"))
+
+
+@dataclass
+class StorefrontWatch:
+    """A light loop of storefront searches, as customers would make during the outage."""
+
+    url: str
+    ok: int = 0
+    failed: int = 0
+    first_success_after_fault: float | None = None
+    recovered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, client: httpx.AsyncClient, fault_at_monotonic: float) -> None:
+        deadline = time.monotonic() + PROBE_DEADLINE_SECONDS
+        while time.monotonic() < deadline and not self.recovered.is_set():
+            if await storefront_search_works(client, self.url):
+                self.ok += 1
+                self.first_success_after_fault = time.monotonic() - fault_at_monotonic
+                self.recovered.set()
+            else:
+                self.failed += 1
+            await asyncio.sleep(PROBE_EVERY_SECONDS)
+
+
 async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
     """Kills the primary of a started sandbox, fails over, and reports the timeline."""
     assert sandbox.fleet and sandbox.config and sandbox.client and sandbox.info
-    cluster = sandbox.config.cluster(SANDBOX_CLUSTER)
-    fault_at = datetime.now(UTC)
-    sandbox.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.DOWN))
-    await sandbox.fleet.clusters[PRIMARY_SIM].settle()
-    handle = await start_or_attach_failover(
-        sandbox.client,
-        cluster,
-        task_queue=sandbox.config.task_queue,
-        reason="demo: every node of the primary cluster was killed",
-    )
-    result = await handle.result()
+    cluster = sandbox.config.clusters[0]
+    url = sandbox.storefront_url
+    async with httpx.AsyncClient(timeout=5) as http:
+        if not await storefront_search_works(http, url):
+            raise RuntimeError("steady state not met: the storefront search fails before the fault")
+
+        fault_at = datetime.now(UTC)
+        fault_at_monotonic = time.monotonic()
+        sandbox.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.DOWN))
+        await sandbox.fleet.clusters[PRIMARY_SIM].settle()
+
+        # A customer opens the category page during the outage; Magento caches it broken.
+        poisoned = BROKEN_MARKER in (await http.get(f"{url}/women.html")).text
+        watch = StorefrontWatch(url)
+        watching = asyncio.create_task(watch.run(http, fault_at_monotonic))
+
+        handle = await start_or_attach_failover(
+            sandbox.client,
+            cluster,
+            task_queue=sandbox.config.task_queue,
+            reason="demo: every node of the primary cluster was killed",
+        )
+        result = await handle.result()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watch.recovered.wait(), RECOVERY_GRACE_SECONDS)
+        watching.cancel()
+        category_after = await http.get(f"{url}/women.html")
+
     workflow_id = failover_workflow_id(cluster.name)
+    if sandbox.mode == "nlb":
+        after = await asyncio.to_thread(sandbox.registered_targets)
+    else:
+        after = await asyncio.to_thread(sandbox.read_record_values)
+    recovered = watch.first_success_after_fault
     return {
         "result": result.result.value,
+        "mode": sandbox.mode,
         "cluster": result.cluster,
         "from": result.from_side,
         "to": result.to_side,
         "from_value": result.from_value,
         "to_value": result.to_value,
-        "record_after": await asyncio.to_thread(sandbox.read_record_values),
+        "switched_after": after,
         "reason": result.reason,
         "fault_injected_at": fault_at.isoformat(),
         "rto_seconds": rto_seconds(fault_at, result),
+        "storefront_recovered_seconds": round(recovered, 3) if recovered is not None else None,
+        "storefront_requests": {"ok": watch.ok, "failed": watch.failed},
+        "poisoned_page_cached_during_outage": poisoned,
+        "category_page_fixed_after": BROKEN_MARKER not in category_after.text,
+        "flushed": [f.model_dump() for f in result.flushed],
+        "warnings": result.warnings,
         "workflow_seconds": round(result.seconds, 3),
         "steps": [
             {"name": s.name, "seconds": round(s.seconds, 3), "outcome": s.outcome}
@@ -64,4 +137,8 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def demo_succeeded(report: dict[str, Any]) -> bool:
-    return report["result"] == Outcome.FAILED_OVER.value
+    return (
+        report["result"] == Outcome.FAILED_OVER.value
+        and report["storefront_recovered_seconds"] is not None
+        and report["category_page_fixed_after"]
+    )

@@ -10,19 +10,24 @@ import asyncio
 import json
 import logging
 import os
+import uuid
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from moto.server import ThreadedMotoServer
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from failover.config import AppConfig, AwsSettings, parse_config
 from failover.net import free_port
 from failover.temporal import EmbeddedTemporalServer, TemporalEndpoint
-from sandbox.search_sim import SimulatedCluster, SimulatorFleet
+from sandbox.dns_server import Route53DnsServer
+from sandbox.nlb import NlbStandIn, create_search_nlb
+from sandbox.search_sim import SimulatedCluster, SimulatorFleet, free_port_on
+from sandbox.services import RedisServer, VarnishServer
+from sandbox.storefront import Storefront, StorefrontSettings
 
 SANDBOX_CLUSTER = "catalog-search"
 ZONE_NAME = "shop.internal."
@@ -30,8 +35,13 @@ RECORD_NAME = "search.shop.internal."
 PRIMARY_VALUE = "es-primary.shop.internal"
 STANDBY_VALUE = "es-standby.shop.internal"
 PRIMARY_SIM = "es-primary"
+# Each node on its own loopback address and one shared port: DNS answers carry no ports.
+PRIMARY_HOSTS = ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
+STANDBY_HOSTS = ["127.0.2.1", "127.0.2.2", "127.0.2.3"]
+NLB_HOST = "127.0.3.1"
 STANDBY_SIM = "es-standby"
 INFO_FILE = "sandbox.json"
+Mode = Literal["dns", "nlb"]
 CONFIG_FILE = "config.yaml"
 
 # moto accepts any credentials; these keep boto3 from looking for real ones.
@@ -47,11 +57,15 @@ SANDBOX_AWS_ENV = {
 class SandboxInfo:
     """Where everything listens; written to sandbox.json so the CLI can find it."""
 
+    mode: Mode
     temporal: TemporalEndpoint
     aws_endpoint: str
     simulator_control_url: str
     config_path: str
     hosted_zone_id: str
+    storefront_url: str
+    dns_server: str
+    search_url: str
     clusters: dict[str, list[str]] = field(default_factory=dict)
 
     def save(self, directory: Path) -> None:
@@ -68,149 +82,287 @@ class SandboxInfo:
         return cls(**data)
 
 
-def sandbox_config(
-    *, aws_endpoint: str, zone_id: str, primary_nodes: list[str], standby_nodes: list[str]
-) -> dict[str, Any]:
-    """The config file a user would write for this stack, with sandbox-fast probe timings."""
+def route53_switch(zone_id: str, *, ttl: int = 1) -> dict[str, Any]:
+    """The search CNAME; the sandbox's TTL is short so the storefront follows the switch fast."""
     return {
-        "aws": {"region": "us-east-1", "endpoint_url": aws_endpoint},
-        "task_queue": "search-failover",
-        "clusters": [
-            {
-                "name": SANDBOX_CLUSTER,
-                "primary": {"nodes": primary_nodes, "expected_cluster_name": PRIMARY_SIM},
-                "standby": {"nodes": standby_nodes, "expected_cluster_name": STANDBY_SIM},
-                "probe": {
-                    "interval_seconds": 0.5,
-                    "timeout_seconds": 1.0,
-                    "failure_threshold": 3,
-                    "verify_attempts": 3,
-                    "yellow_policy": "degraded",
-                },
-                "switch": {
-                    "type": "route53",
-                    "hosted_zone_id": zone_id,
-                    "record_name": RECORD_NAME,
-                    "record_type": "CNAME",
-                    "ttl": 60,
-                    "primary_value": PRIMARY_VALUE,
-                    "standby_value": STANDBY_VALUE,
-                    "insync_poll_seconds": 0.5,
-                },
-            }
-        ],
+        "type": "route53",
+        "hosted_zone_id": zone_id,
+        "record_name": RECORD_NAME,
+        "record_type": "CNAME",
+        "ttl": ttl,
+        "primary_value": PRIMARY_VALUE,
+        "standby_value": STANDBY_VALUE,
+        "insync_poll_seconds": 0.5,
     }
 
 
-def create_zone_and_record(route53: Any) -> str:
-    """A private-looking zone with the search record pointing at the primary; returns the id."""
-    zone = route53.create_hosted_zone(Name=ZONE_NAME, CallerReference=f"sandbox-{os.getpid()}")
-    zone_id = zone["HostedZone"]["Id"].removeprefix("/hostedzone/")
-    route53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={
-            "Changes": [
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {
-                        "Name": RECORD_NAME,
-                        "Type": "CNAME",
-                        "TTL": 60,
-                        "ResourceRecords": [{"Value": PRIMARY_VALUE}],
-                    },
-                }
-            ]
+def nlb_switch(
+    target_group_arn: str, primary: list[tuple[str, int]], standby: list[tuple[str, int]]
+) -> dict[str, Any]:
+    return {
+        "type": "nlb",
+        "target_group_arn": target_group_arn,
+        "primary_targets": [{"id": ip, "port": port} for ip, port in primary],
+        "standby_targets": [{"id": ip, "port": port} for ip, port in standby],
+        "healthy_timeout_seconds": 5,
+        "poll_seconds": 0.2,
+        "drain_timeout_seconds": 5,
+    }
+
+
+def sandbox_config(
+    *,
+    aws_endpoint: str,
+    switch: dict[str, Any],
+    primary_nodes: list[str],
+    standby_nodes: list[str],
+    caches: list[dict[str, Any]] | None = None,
+    verify: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config file a user would write for this stack, with sandbox-fast probe timings."""
+    cluster: dict[str, Any] = {
+        "name": SANDBOX_CLUSTER,
+        "primary": {"nodes": primary_nodes, "expected_cluster_name": PRIMARY_SIM},
+        "standby": {"nodes": standby_nodes, "expected_cluster_name": STANDBY_SIM},
+        "probe": {
+            "interval_seconds": 0.5,
+            "timeout_seconds": 1.0,
+            "failure_threshold": 3,
+            "verify_attempts": 6,
+            "yellow_policy": "degraded",
         },
-    )
+        "switch": switch,
+    }
+    if caches:
+        cluster["caches"] = caches
+    if verify:
+        cluster["verify"] = verify
+    return {
+        "aws": {"region": "us-east-1", "endpoint_url": aws_endpoint},
+        "task_queue": "search-failover",
+        "clusters": [cluster],
+    }
+
+
+def _upsert(name: str, rtype: str, ttl: int, values: list[str]) -> dict[str, Any]:
+    return {
+        "Action": "UPSERT",
+        "ResourceRecordSet": {
+            "Name": name,
+            "Type": rtype,
+            "TTL": ttl,
+            "ResourceRecords": [{"Value": v} for v in values],
+        },
+    }
+
+
+def create_zone_and_records(
+    route53: Any, *, primary_ips: list[str], standby_ips: list[str], ttl: int = 1
+) -> str:
+    """The zone Magento's search name lives in: the CNAME on the primary, each cluster's
+    nodes as A records. Returns the zone id."""
+    zone = route53.create_hosted_zone(Name=ZONE_NAME, CallerReference=f"sandbox-{uuid.uuid4()}")
+    zone_id = zone["HostedZone"]["Id"].removeprefix("/hostedzone/")
+    changes = [
+        _upsert(RECORD_NAME, "CNAME", ttl, [PRIMARY_VALUE]),
+        _upsert(PRIMARY_VALUE + ".", "A", 60, primary_ips),
+        _upsert(STANDBY_VALUE + ".", "A", 60, standby_ips),
+    ]
+    route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
     return zone_id
 
 
 class Sandbox:
-    """Starts and stops the whole local stack in this process."""
+    """Starts and stops the whole local stack in this process.
+
+    The customer's path is real: the storefront (Magento stand-in) reaches search through
+    the sandbox DNS server (Route 53 mode) or the NLB stand-in (NLB mode), caches pages in
+    a real Redis, and sits behind a real Varnish with Magento's purge rules.
+    """
 
     def __init__(
         self,
         directory: Path,
         *,
+        mode: Mode = "dns",
         temporal_port: int | None = None,
         ui_port: int | None = None,
         with_worker: bool = True,
     ) -> None:
         self.directory = directory
+        self.mode = mode
         self.temporal_port = temporal_port or free_port()
         self.ui_port = ui_port or free_port()
         self.with_worker = with_worker
-        self.moto: ThreadedMotoServer | None = None
         self.fleet: SimulatorFleet | None = None
-        self.temporal: EmbeddedTemporalServer | None = None
         self.client: Client | None = None
-        self.worker: Worker | None = None
-        self._worker_task: asyncio.Task[None] | None = None
         self.config: AppConfig | None = None
         self.info: SandboxInfo | None = None
+        self.storefront_url: str = ""
+        self._stack = AsyncExitStack()
 
     async def start(self) -> SandboxInfo:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> SandboxInfo:
         from worker import aws_client_factory, build_worker
 
         for key, value in SANDBOX_AWS_ENV.items():
             os.environ.setdefault(key, value)
         self.directory.mkdir(parents=True, exist_ok=True)
+        stack = self._stack
 
         # moto's werkzeug logs every request at INFO; the stack's own output says enough.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.moto.start()
-        host, port = self.moto.get_host_and_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        stack.callback(moto.stop)
+        host, port = moto.get_host_and_port()
         aws_endpoint = f"http://{host}:{port}"
+        direct = AwsSettings(endpoint_url=aws_endpoint)
 
-        primary = SimulatedCluster(PRIMARY_SIM)
-        standby = SimulatedCluster(STANDBY_SIM, distribution="opensearch")
+        search_port = free_port_on([*PRIMARY_HOSTS, *STANDBY_HOSTS, NLB_HOST])
+        primary = SimulatedCluster(PRIMARY_SIM, hosts=PRIMARY_HOSTS, ports=[search_port] * 3)
+        standby = SimulatedCluster(
+            STANDBY_SIM,
+            hosts=STANDBY_HOSTS,
+            ports=[search_port] * 3,
+            distribution="opensearch",
+        )
         self.fleet = SimulatorFleet([primary, standby])
         await self.fleet.start()
-        primary_nodes = self.fleet.clusters[PRIMARY_SIM].node_urls
-        standby_nodes = self.fleet.clusters[STANDBY_SIM].node_urls
+        stack.push_async_callback(self.fleet.stop)
 
-        route53 = aws_client_factory(AwsSettings(endpoint_url=aws_endpoint), "route53")()
-        zone_id = await asyncio.to_thread(create_zone_and_record, route53)
+        route53_factory = aws_client_factory(direct, "route53")
+        zone_id = await asyncio.to_thread(
+            create_zone_and_records,
+            route53_factory(),
+            primary_ips=PRIMARY_HOSTS,
+            standby_ips=STANDBY_HOSTS,
+        )
+        dns = Route53DnsServer(route53_factory)
+        dns.start()
+        stack.callback(dns.stop)
 
+        if self.mode == "nlb":
+            primary_targets = [(h, search_port) for h in PRIMARY_HOSTS]
+            nlb = await asyncio.to_thread(
+                create_search_nlb,
+                aws_client_factory(direct, "ec2")(),
+                aws_client_factory(direct, "elbv2")(),
+                name="catalog-search",
+                port=search_port,
+                targets=primary_targets,
+            )
+            standin = NlbStandIn(
+                aws_client_factory(direct, "elbv2"),
+                nlb.target_group_arn,
+                listen_host=NLB_HOST,
+                listen_port=search_port,
+            )
+            await standin.start()
+            stack.push_async_callback(standin.stop)
+            switch = nlb_switch(
+                nlb.target_group_arn, primary_targets, [(h, search_port) for h in STANDBY_HOSTS]
+            )
+            search_host, search_url, nameserver = NLB_HOST, f"http://{NLB_HOST}:{search_port}", None
+        else:
+            switch = route53_switch(zone_id)
+            search_host = RECORD_NAME.rstrip(".")
+            search_url = f"http://{search_host}:{search_port}"
+            nameserver = f"{dns.host}:{dns.port}"
+
+        redis = RedisServer(workdir=self.directory / "redis")
+        await asyncio.to_thread(redis.start)
+        stack.callback(redis.stop)
+        storefront = Storefront(
+            StorefrontSettings(
+                search_host=search_host,
+                search_port=search_port,
+                redis_url=redis.url,
+                dns_server=(dns.host, dns.port) if self.mode == "dns" else None,
+            )
+        )
+        await storefront.start()
+        stack.push_async_callback(storefront.stop)
+        varnish = VarnishServer(
+            backend_host="127.0.0.1",
+            backend_port=storefront.port,
+            workdir=self.directory / "varnish",
+        )
+        await asyncio.to_thread(varnish.start)
+        stack.callback(varnish.stop)
+        self.storefront_url = varnish.url
+
+        redis_port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
         raw = sandbox_config(
             aws_endpoint=aws_endpoint,
-            zone_id=zone_id,
-            primary_nodes=primary_nodes,
-            standby_nodes=standby_nodes,
+            switch=switch,
+            primary_nodes=primary.node_urls,
+            standby_nodes=standby.node_urls,
+            caches=[
+                {
+                    "type": "redis",
+                    "name": "magento-redis",
+                    "host": "127.0.0.1",
+                    "port": redis_port,
+                    "db": 0,
+                    "page_cache_db": 1,
+                },
+                {"type": "varnish", "name": "varnish", "servers": [varnish.url]},
+            ],
+            verify={
+                "search_path": {"url": search_url, "nameserver": nameserver},
+                "storefront": {"url": varnish.url},
+            },
         )
         self.config = parse_config(raw, source="sandbox")
         config_path = self.directory / CONFIG_FILE
         config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
-        self.temporal = EmbeddedTemporalServer(
+        temporal = EmbeddedTemporalServer(
             self.directory, port=self.temporal_port, ui_port=self.ui_port
         )
-        self.client = await self.temporal.start()
-        endpoint = self.temporal.endpoint
+        self.client = await temporal.start()
+        stack.callback(temporal.stop)
         if self.with_worker:
-            self.worker = build_worker(
+            worker = build_worker(
                 self.client, aws=self.config.aws, task_queue=self.config.task_queue
             )
-            self._worker_task = asyncio.create_task(self.worker.run())
+            task = asyncio.create_task(worker.run())
+
+            async def stop_worker() -> None:
+                await worker.shutdown()
+                await task
+
+            stack.push_async_callback(stop_worker)
 
         self.info = SandboxInfo(
-            temporal=endpoint,
+            mode=self.mode,
+            temporal=temporal.endpoint,
             aws_endpoint=aws_endpoint,
             simulator_control_url=self.fleet.control_url,
             config_path=str(config_path),
             hosted_zone_id=zone_id,
-            clusters={PRIMARY_SIM: primary_nodes, STANDBY_SIM: standby_nodes},
+            storefront_url=varnish.url,
+            dns_server=f"{dns.host}:{dns.port}",
+            search_url=search_url,
+            clusters={PRIMARY_SIM: primary.node_urls, STANDBY_SIM: standby.node_urls},
         )
         self.info.save(self.directory)
+        stack.callback((self.directory / INFO_FILE).unlink, missing_ok=True)
         return self.info
 
     def read_record_values(self) -> list[str]:
         """The search record's values, read straight from moto (not through the workflow)."""
         from worker import aws_client_factory
 
-        assert self.config is not None and self.info is not None
-        route53 = aws_client_factory(self.config.aws, "route53")()
+        assert self.info is not None
+        route53 = aws_client_factory(AwsSettings(endpoint_url=self.info.aws_endpoint), "route53")()
         answer = route53.list_resource_record_sets(
             HostedZoneId=self.info.hosted_zone_id,
             StartRecordName=RECORD_NAME,
@@ -224,15 +376,18 @@ class Sandbox:
             for r in record["ResourceRecords"]
         ]
 
+    def registered_targets(self) -> list[str]:
+        """The NLB target group's registered targets, read straight from moto."""
+        from worker import aws_client_factory
+
+        assert self.info is not None and self.config is not None
+        elbv2 = aws_client_factory(AwsSettings(endpoint_url=self.info.aws_endpoint), "elbv2")()
+        switch = self.config.clusters[0].switch
+        answer = elbv2.describe_target_health(TargetGroupArn=switch.target_group_arn)
+        return sorted(
+            f"{d['Target']['Id']}:{d['Target']['Port']}" for d in answer["TargetHealthDescriptions"]
+        )
+
     async def stop(self) -> None:
-        if self.worker is not None and self._worker_task is not None:
-            await self.worker.shutdown()
-            await self._worker_task
-        if self.temporal is not None:
-            self.temporal.stop()
-        if self.fleet is not None:
-            await self.fleet.stop()
-        if self.moto is not None:
-            self.moto.stop()
-        (self.directory / INFO_FILE).unlink(missing_ok=True)
-        TemporalEndpoint.forget(self.directory)
+        """Stops everything that started, newest first; safe after a failed start."""
+        await self._stack.aclose()

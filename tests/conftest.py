@@ -24,14 +24,25 @@ from temporalio.testing import WorkflowEnvironment
 from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
 from failover.temporal import FAST_DEV_SERVER_ARGS, temporal_cli_path
 from sandbox.aws_fault_proxy import AwsFaultProxy
-from sandbox.search_sim import FaultMode, NodeFault, SimulatedCluster, SimulatorFleet
+from sandbox.nlb import TargetHealthOverrides, create_search_nlb
+from sandbox.search_sim import (
+    FaultMode,
+    NodeFault,
+    SimulatedCluster,
+    SimulatorFleet,
+    free_port_on,
+)
 from sandbox.stack import (
+    PRIMARY_HOSTS,
     PRIMARY_SIM,
     RECORD_NAME,
     SANDBOX_AWS_ENV,
     SANDBOX_CLUSTER,
+    STANDBY_HOSTS,
     STANDBY_SIM,
-    create_zone_and_record,
+    create_zone_and_records,
+    nlb_switch,
+    route53_switch,
     sandbox_config,
 )
 from worker import aws_client_factory, build_worker
@@ -70,8 +81,12 @@ async def aws_proxy(moto_url: str) -> AsyncIterator[AwsFaultProxy]:
 
 @pytest_asyncio.fixture(scope="session")
 async def fleet() -> AsyncIterator[SimulatorFleet]:
-    primary = SimulatedCluster(PRIMARY_SIM)
-    standby = SimulatedCluster(STANDBY_SIM, distribution="opensearch")
+    """Both clusters on their own loopback IPs and one port, as DNS and NLB targets need."""
+    port = free_port_on(PRIMARY_HOSTS + STANDBY_HOSTS)
+    primary = SimulatedCluster(PRIMARY_SIM, hosts=PRIMARY_HOSTS, ports=[port] * 3)
+    standby = SimulatedCluster(
+        STANDBY_SIM, hosts=STANDBY_HOSTS, ports=[port] * 3, distribution="opensearch"
+    )
     fleet = SimulatorFleet([primary, standby])
     await fleet.start()
     yield fleet
@@ -98,6 +113,15 @@ class Stack:
         self.fleet.set_fault(sim, node, NodeFault(mode))
         await self.fleet.clusters[sim].settle()
 
+    def registered_targets(self) -> dict[str, str]:
+        """Target id → state, read straight from moto."""
+        elbv2 = aws_client_factory(AwsSettings(endpoint_url=self.moto_url), "elbv2")()
+        answer = elbv2.describe_target_health(TargetGroupArn=self.cluster.switch.target_group_arn)
+        return {
+            d["Target"]["Id"]: d["TargetHealth"]["State"]
+            for d in answer["TargetHealthDescriptions"]
+        }
+
     def record_values(self) -> list[str]:
         """Read straight from moto, bypassing the fault proxy."""
         route53 = aws_client_factory(AwsSettings(endpoint_url=self.moto_url), "route53")()
@@ -117,8 +141,8 @@ async def _reset_moto(moto_url: str) -> None:
         (await client.post(f"{moto_url}/moto-api/reset")).raise_for_status()
 
 
-@pytest_asyncio.fixture
-async def stack(
+async def _make_stack(
+    mode: str,
     temporal_env: WorkflowEnvironment,
     moto_url: str,
     aws_proxy: AwsFaultProxy,
@@ -129,20 +153,43 @@ async def stack(
     for name in fleet.clusters:
         fleet.set_fault(name, None, NodeFault(FaultMode.HEALTHY))
         await fleet.clusters[name].settle()
-    route53 = aws_client_factory(AwsSettings(endpoint_url=moto_url), "route53")()
-    zone_id = await asyncio.to_thread(create_zone_and_record, route53)
+    direct = AwsSettings(endpoint_url=moto_url)
+    route53 = aws_client_factory(direct, "route53")()
+    zone_id = await asyncio.to_thread(
+        create_zone_and_records, route53, primary_ips=PRIMARY_HOSTS, standby_ips=STANDBY_HOSTS
+    )
+    primary_nodes = fleet.clusters[PRIMARY_SIM].node_urls
+    standby_nodes = fleet.clusters[STANDBY_SIM].node_urls
+    suffix = uuid.uuid4().hex[:8]
+    if mode == "nlb":
+        port = int(primary_nodes[0].rsplit(":", 1)[1])
+        primary_targets = [(host, port) for host in PRIMARY_HOSTS]
+        resources = await asyncio.to_thread(
+            create_search_nlb,
+            aws_client_factory(direct, "ec2")(),
+            aws_client_factory(direct, "elbv2")(),
+            name=f"search-{suffix}",
+            port=port,
+            targets=primary_targets,
+        )
+        switch = nlb_switch(
+            resources.target_group_arn, primary_targets, [(h, port) for h in STANDBY_HOSTS]
+        )
+    else:
+        switch = route53_switch(zone_id)
     raw: dict[str, Any] = sandbox_config(
         aws_endpoint=aws_proxy.url,
-        zone_id=zone_id,
-        primary_nodes=fleet.clusters[PRIMARY_SIM].node_urls,
-        standby_nodes=fleet.clusters[STANDBY_SIM].node_urls,
+        switch=switch,
+        primary_nodes=primary_nodes,
+        standby_nodes=standby_nodes,
     )
     # A unique cluster name and queue per test: workflow ids never collide across tests.
-    suffix = uuid.uuid4().hex[:8]
     raw["task_queue"] = f"test-{suffix}"
-    raw["clusters"][0]["name"] = f"{SANDBOX_CLUSTER}-{suffix}"
-    raw["clusters"][0]["probe"].update(interval_seconds=0.1, timeout_seconds=0.5)
-    raw["clusters"][0]["switch"]["insync_poll_seconds"] = 0.1
+    cluster = raw["clusters"][0]
+    cluster["name"] = f"{SANDBOX_CLUSTER}-{suffix}"
+    cluster["probe"].update(interval_seconds=0.1, timeout_seconds=0.5, verify_attempts=3)
+    if mode == "dns":
+        cluster["switch"]["insync_poll_seconds"] = 0.1
     config = parse_config(raw)
     worker = build_worker(temporal_env.client, aws=config.aws, task_queue=config.task_queue)
     async with worker:
@@ -155,3 +202,34 @@ async def stack(
             zone_id=zone_id,
             task_queue=config.task_queue,
         )
+
+
+@pytest_asyncio.fixture
+async def stack(
+    temporal_env: WorkflowEnvironment,
+    moto_url: str,
+    aws_proxy: AwsFaultProxy,
+    fleet: SimulatorFleet,
+) -> AsyncIterator[Stack]:
+    """Route 53 mode."""
+    async for made in _make_stack("dns", temporal_env, moto_url, aws_proxy, fleet):
+        yield made
+
+
+@pytest_asyncio.fixture
+async def nlb_stack(
+    temporal_env: WorkflowEnvironment,
+    moto_url: str,
+    aws_proxy: AwsFaultProxy,
+    fleet: SimulatorFleet,
+) -> AsyncIterator[Stack]:
+    """NLB mode: the target group starts with the primary's nodes registered."""
+    async for made in _make_stack("nlb", temporal_env, moto_url, aws_proxy, fleet):
+        yield made
+
+
+@pytest.fixture
+def target_health() -> Iterator[TargetHealthOverrides]:
+    """Makes moto report chosen targets unhealthy, as it never does by itself."""
+    with TargetHealthOverrides() as overrides:
+        yield overrides

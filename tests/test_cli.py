@@ -35,18 +35,50 @@ def test_config_check_prints_every_error_and_exits_2() -> None:
 
 
 @pytest.mark.slow
-def test_demo_json_reports_a_verified_failover() -> None:
-    done = run("demo", "--json")
+@pytest.mark.parametrize("mode", ["dns", "nlb"])
+def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: str) -> None:
+    done = run("demo", "--mode", mode, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # the whole of stdout is one JSON object
     assert report["result"] == "failed_over"
+    assert report["mode"] == mode
     assert report["cluster"] == "catalog-search"
     assert (report["from"], report["to"]) == ("primary", "standby")
-    assert report["record_after"] == [report["to_value"]] == ["es-standby.shop.internal"]
     assert report["workflow_id"] == "failover-catalog-search"
     names = [step["name"] for step in report["steps"]]
-    assert names == ["snapshot", "confirm", "preflight", "switch", "wait", "verify"]
-    assert all(step["seconds"] >= 0 for step in report["steps"])
+    if mode == "dns":
+        assert report["switched_after"] == [report["to_value"]] == ["es-standby.shop.internal"]
+        assert names == [
+            "snapshot",
+            "confirm",
+            "preflight",
+            "switch",
+            "wait",
+            "ttl_wait",
+            "flush",
+            "verify",
+        ]
+    else:
+        assert ",".join(report["switched_after"]) == report["to_value"]
+        assert all(t.startswith("127.0.2.") for t in report["switched_after"])
+        assert names == [
+            "snapshot",
+            "confirm",
+            "preflight",
+            "register",
+            "wait_healthy",
+            "deregister",
+            "drain",
+            "flush",
+            "verify",
+        ]
+    assert [f["name"] for f in report["flushed"]] == ["magento-redis", "varnish"]
+    assert report["warnings"] == []
+    # The outage poisoned the category page; after the flush it lists products again.
+    assert report["poisoned_page_cached_during_outage"] is True
+    assert report["category_page_fixed_after"] is True
+    assert report["storefront_requests"]["failed"] > 0
+    assert report["storefront_recovered_seconds"] > 0
     # RTO runs from the fault to the end of verify, so it covers every step.
     assert report["rto_seconds"] >= sum(step["seconds"] for step in report["steps"]) - 0.05
     assert report["ui_url"].endswith(

@@ -10,8 +10,16 @@ from temporalio.client import WorkflowExecutionStatus
 from failover.models import FailoverResult, FailoverStatus, Outcome
 from failover.operations import failover_workflow_id, start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, ForwardedCall
+from sandbox.nlb import TargetHealthOverrides
 from sandbox.search_sim import FaultMode
-from sandbox.stack import PRIMARY_SIM, PRIMARY_VALUE, STANDBY_SIM, STANDBY_VALUE
+from sandbox.stack import (
+    PRIMARY_HOSTS,
+    PRIMARY_SIM,
+    PRIMARY_VALUE,
+    STANDBY_HOSTS,
+    STANDBY_SIM,
+    STANDBY_VALUE,
+)
 from tests.conftest import Stack
 
 
@@ -32,7 +40,15 @@ async def test_primary_down_fails_over_to_standby(stack: Stack) -> None:
     assert result.result == Outcome.FAILED_OVER, result.reason
     assert (result.from_side, result.to_side) == ("primary", "standby")
     assert result.to_value == STANDBY_VALUE
-    assert step_names(result) == ["snapshot", "confirm", "preflight", "switch", "wait", "verify"]
+    assert step_names(result) == [
+        "snapshot",
+        "confirm",
+        "preflight",
+        "switch",
+        "wait",
+        "ttl_wait",
+        "verify",
+    ]
     assert all(s.outcome == "ok" for s in result.steps)
     assert stack.record_values() == [STANDBY_VALUE]
     assert stack.proxy.count("ChangeResourceRecordSets") == 1
@@ -188,3 +204,58 @@ async def test_status_query_answers_while_running(stack: Stack) -> None:
     stack.proxy.clear_rules()
     result = await handle.result()
     assert result.result == Outcome.FAILED_OVER
+
+
+# --- NLB mode ---------------------------------------------------------------------------------
+
+
+async def test_nlb_primary_down_moves_the_targets(nlb_stack: Stack) -> None:
+    await nlb_stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    result = await run_failover(nlb_stack, "primary killed")
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert step_names(result) == [
+        "snapshot",
+        "confirm",
+        "preflight",
+        "register",
+        "wait_healthy",
+        "deregister",
+        "drain",
+        "verify",
+    ]
+    assert result.to_value == ",".join(
+        f"{h}:{result.to_value.split(':')[-1]}" for h in STANDBY_HOSTS
+    )
+    registered = nlb_stack.registered_targets()
+    assert registered == dict.fromkeys(STANDBY_HOSTS, "healthy")
+
+
+async def test_nlb_standby_never_healthy_aborts_and_keeps_the_primary(
+    nlb_stack: Stack, target_health: TargetHealthOverrides
+) -> None:
+    await nlb_stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    switch = nlb_stack.cluster.switch
+    for target in switch.standby_targets:
+        target_health.set(switch.target_group_arn, target.id, target.port, "unhealthy")
+    result = await run_failover(nlb_stack)
+    assert result.result == Outcome.ABORTED
+    assert "standby targets never became healthy" in result.reason
+    assert "unhealthy" in result.reason
+    assert step_names(result)[-3:] == ["register", "wait_healthy", "unregister_new"]
+    # Never both sets deregistered: the primary's targets were never touched.
+    assert nlb_stack.registered_targets() == dict.fromkeys(PRIMARY_HOSTS, "healthy")
+    assert nlb_stack.proxy.count("DeregisterTargets") == 1
+
+
+async def test_nlb_verify_failure_restores_the_original_registrations(nlb_stack: Stack) -> None:
+    await nlb_stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+
+    async def kill_standby_after_deregister(call: ForwardedCall) -> None:
+        if b"127.0.1.1" in call.request_body:  # the primary's targets went out: switched
+            await nlb_stack.fault(STANDBY_SIM, FaultMode.DOWN)
+
+    nlb_stack.proxy.on_forwarded("DeregisterTargets", kill_standby_after_deregister)
+    result = await run_failover(nlb_stack)
+    assert result.result == Outcome.ROLLED_BACK
+    assert result.reason.startswith("rolled back: verify failed: new side not serving")
+    assert nlb_stack.registered_targets() == dict.fromkeys(PRIMARY_HOSTS, "healthy")

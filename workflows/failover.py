@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from failover import decisions
-    from failover.config import ClusterConfig, SsmCache
+    from failover.config import ClusterConfig, SsmCache, VarnishCache
     from failover.models import (
         CheckResult,
         FailoverRequest,
@@ -119,13 +119,20 @@ class FailoverWorkflow:
         return decisions.confirmation_refusal(rounds, probe.failure_threshold)
 
     async def _flush_caches(self, cluster: ClusterConfig, step: str) -> None:
-        """Flushes every cache at once; a failed flush is a warning, never a rollback."""
+        """Flushes the app caches, then Varnish; a failed flush is a warning, never a rollback.
+
+        Varnish goes last: purged first, it would refill from Magento's still-broken
+        page cache in Redis.
+        """
         if not cluster.caches:
             return
+        backends = [c for c in cluster.caches if not isinstance(c, VarnishCache)]
+        varnishes = [c for c in cluster.caches if isinstance(c, VarnishCache)]
         async with self._steps.step(step):
-            results = await asyncio.gather(
-                *(self._flush(cluster, cache) for cache in cluster.caches)
+            results = list(
+                await asyncio.gather(*(self._flush(cluster, cache) for cache in backends))
             )
+            results += await asyncio.gather(*(self._flush(cluster, cache) for cache in varnishes))
         for result in results:
             if isinstance(result, FlushResult):
                 self._flushed.append(result)

@@ -63,6 +63,7 @@ class DnsSwitcher:
         self.ref = RecordRef(
             zone_id=switch.zone_id, record_name=switch.record_name, record_type=switch.record_type
         )
+        self._snapshot: RecordSnapshot | None = None
 
     def describe(self, side: Side) -> str:
         return self.config.primary_value if side == "primary" else self.config.standby_value
@@ -76,7 +77,8 @@ class DnsSwitcher:
         )
 
     async def snapshot(self) -> Snapshot:
-        return await self._read()
+        self._snapshot = await self._read()
+        return self._snapshot
 
     def active_side(self, snapshot: Snapshot) -> tuple[Side | None, str | None]:
         assert isinstance(snapshot, RecordSnapshot)
@@ -105,7 +107,15 @@ class DnsSwitcher:
         if change.change_id is not None:
             async with self.steps.step("wait"):
                 await self._wait_insync(change.change_id)
+        async with self.steps.step("ttl_wait"):
+            await self._outlive_cached_answers()
         return None
+
+    async def _outlive_cached_answers(self) -> None:
+        """Resolvers may serve the old answer for its TTL after INSYNC: pages rendered in
+        that window are still broken, so a cache flush before it ends would be undone."""
+        old_ttl = self._snapshot.ttl if self._snapshot and self._snapshot.ttl else self.config.ttl
+        await workflow.sleep(timedelta(seconds=old_ttl))
 
     async def control_plane_problem(self, target: Side) -> str | None:
         record = await self._read()
@@ -116,6 +126,7 @@ class DnsSwitcher:
         change = await self._upsert(snapshot.values[0], snapshot.ttl or self.config.ttl)
         if change.change_id is not None:
             await self._wait_insync(change.change_id)
+        await workflow.sleep(timedelta(seconds=self.config.ttl))
 
 
 class NlbSwitcher:
