@@ -83,8 +83,12 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         sandbox.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.DOWN))
         await sandbox.fleet.clusters[PRIMARY_SIM].settle()
 
-        # A customer opens the category page during the outage; Magento caches it broken.
-        poisoned = BROKEN_MARKER in (await http.get(f"{url}/women.html")).text
+        # Customers open the category page during the outage: Magento renders it without
+        # products and caches it, and Varnish serves that copy to the next one.
+        first = await http.get(f"{url}/women.html")
+        second = await http.get(f"{url}/women.html")
+        poisoned = BROKEN_MARKER in first.text and BROKEN_MARKER in second.text
+        poisoned_hit = second.headers.get("X-Magento-Cache-Debug") == "HIT"
         watch = StorefrontWatch(url)
         watching = asyncio.create_task(watch.run(http, fault_at_monotonic))
 
@@ -121,6 +125,7 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         "storefront_recovered_seconds": round(recovered, 3) if recovered is not None else None,
         "storefront_requests": {"ok": watch.ok, "failed": watch.failed},
         "poisoned_page_cached_during_outage": poisoned,
+        "poisoned_page_served_by_varnish": poisoned and poisoned_hit,
         "category_page_fixed_after": BROKEN_MARKER not in category_after.text,
         "flushed": [f.model_dump() for f in result.flushed],
         "warnings": result.warnings,

@@ -76,6 +76,7 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
     assert report["warnings"] == []
     # The outage poisoned the category page; after the flush it lists products again.
     assert report["poisoned_page_cached_during_outage"] is True
+    assert report["poisoned_page_served_by_varnish"] is True
     assert report["category_page_fixed_after"] is True
     assert report["storefront_requests"]["failed"] > 0
     assert report["storefront_recovered_seconds"] > 0

@@ -7,7 +7,9 @@ import time
 
 from temporalio.client import WorkflowExecutionStatus
 
+from failover.config import RedisCache
 from failover.models import FailoverResult, FailoverStatus, Outcome
+from failover.net import free_port
 from failover.operations import failover_workflow_id, start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, ForwardedCall
 from sandbox.nlb import TargetHealthOverrides
@@ -259,3 +261,33 @@ async def test_nlb_verify_failure_restores_the_original_registrations(nlb_stack:
     assert result.result == Outcome.ROLLED_BACK
     assert result.reason.startswith("rolled back: verify failed: new side not serving")
     assert nlb_stack.registered_targets() == dict.fromkeys(PRIMARY_HOSTS, "healthy")
+
+
+async def test_a_failed_cache_flush_warns_but_keeps_a_healthy_switch(stack: Stack) -> None:
+    cluster = stack.cluster.model_copy(
+        update={
+            "caches": [
+                RedisCache(
+                    type="redis",
+                    name="magento-redis",
+                    host="127.0.0.1",
+                    port=free_port(),
+                    password_env="FAILOVER_TEST_UNSET_PASSWORD",
+                )
+            ]
+        }
+    )
+    await stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    handle = await start_or_attach_failover(
+        stack.client, cluster, task_queue=stack.task_queue, reason="flush will fail"
+    )
+    result = await handle.result()
+    assert result.result == Outcome.FAILED_OVER_WITH_WARNINGS
+    assert result.flushed == []
+    assert result.warnings == [
+        "cache flush failed: magento-redis: environment variable "
+        "FAILOVER_TEST_UNSET_PASSWORD is not set"
+    ]
+    flush = [s for s in result.steps if s.name == "flush"]
+    assert [s.outcome for s in flush] == ["warning"]
+    assert stack.record_values() == [STANDBY_VALUE]
