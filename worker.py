@@ -22,6 +22,7 @@ import typer
 from botocore.config import Config as BotoConfig
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.caches import CacheActivities
 from activities.nlb import NlbActivities
@@ -41,6 +42,10 @@ from workflows.failover import FailoverWorkflow
 DEFAULT_TASK_QUEUE = "search-failover"
 # A killed worker's sticky queue would otherwise hold the next workflow task for 10 s.
 STICKY_QUEUE_TIMEOUT = timedelta(seconds=2)
+# Libraries only activities use. Some import modules lazily on first use, and the workflow
+# sandbox's import hook sees those imports while a workflow task runs; passing them through
+# keeps them out of the sandbox (and its "imported after initial workflow load" warnings).
+ACTIVITY_ONLY_MODULES = ("redis", "opentelemetry", "dns", "httpx", "aiohttp", "boto3", "botocore")
 
 
 def aws_client_factory(aws: AwsSettings, service: str) -> Callable[[], Any]:
@@ -94,6 +99,11 @@ def build_worker(
             verify.check_search_path,
             verify.check_storefront,
         ],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                *ACTIVITY_ONLY_MODULES
+            )
+        ),
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
