@@ -30,8 +30,8 @@ RECOVERY_GRACE_SECONDS = 30.0  # after the failover ends, how long to wait for t
 
 
 def rto_seconds(fault_at: datetime, result: FailoverResult) -> float | None:
-    """Fault to verified switch: the end of the verify step that passed."""
-    verify = [s for s in result.steps if s.name == "verify" and s.outcome == "ok"]
+    """Fault to verified switch: the end of the last verify step that passed."""
+    verify = [s for s in result.steps if s.name.startswith("verify") and s.outcome == "ok"]
     if not verify:
         return None
     verified_at = verify[-1].started_at.timestamp() + verify[-1].seconds

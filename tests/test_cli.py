@@ -57,6 +57,7 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
             "ttl_wait",
             "flush",
             "verify",
+            "verify_storefront",
         ]
     else:
         assert ",".join(report["switched_after"]) == report["to_value"]
@@ -71,6 +72,7 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
             "drain",
             "flush",
             "verify",
+            "verify_storefront",
         ]
     assert [f["name"] for f in report["flushed"]] == ["magento-redis", "varnish"]
     assert report["warnings"] == []

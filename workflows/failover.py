@@ -9,6 +9,7 @@ labels, so a second failover after the first one is a move back, with the same c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -93,7 +94,12 @@ class FailoverWorkflow:
         await self._flush_caches(cluster, "flush")
 
         async with self._steps.step("verify"):
-            problem = await self._verify(cluster, switcher, target)
+            problem = await self._verify(
+                lambda: self._check_switched_path(cluster, switcher, target), cluster
+            )
+        if problem is None and cluster.verify.storefront is not None:
+            async with self._steps.step("verify_storefront"):
+                problem = await self._verify(lambda: self._check_storefront(cluster), cluster)
         if problem is None:
             outcome = Outcome.FAILED_OVER_WITH_WARNINGS if self._warnings else Outcome.FAILED_OVER
             return self._finish(outcome, self._request.reason)
@@ -158,12 +164,14 @@ class FailoverWorkflow:
         except ActivityError as err:
             return f"cache flush failed: {cache.name}: {failure_reason(err)}"
 
-    async def _verify(self, cluster: ClusterConfig, switcher: Switcher, target: Side) -> str | None:
-        """Control plane, then search through the switched path, then the storefront."""
+    async def _verify(
+        self, check: Callable[[], Awaitable[str | None]], cluster: ClusterConfig
+    ) -> str | None:
+        """Runs one verification check up to verify_attempts times; None once it passes."""
         problem: str | None = None
         attempts = cluster.probe.verify_attempts
         for attempt in range(1, attempts + 1):
-            problem = await self._verify_once(cluster, switcher, target)
+            problem = await check()
             if problem is None:
                 return None
             workflow.logger.warning("verify attempt %d of %d: %s", attempt, attempts, problem)
@@ -171,18 +179,19 @@ class FailoverWorkflow:
                 await workflow.sleep(timedelta(seconds=cluster.probe.interval_seconds))
         return problem
 
-    async def _verify_once(
+    async def _check_switched_path(
         self, cluster: ClusterConfig, switcher: Switcher, target: Side
     ) -> str | None:
+        """The control plane, the new side's nodes, then search through the switched path."""
         problem = await switcher.control_plane_problem(target)
         if problem is not None:
             return problem
         down = decisions.side_down_reason(await self._probe(cluster, target))
         if down is not None:
             return f"verify failed: new side not serving: {down}"
-        side = cluster.primary if target == "primary" else cluster.standby
         if cluster.verify.search_path is not None:
             check = cluster.verify.search_path
+            side = cluster.primary if target == "primary" else cluster.standby
             result = await self._check(
                 "check_search_path",
                 SearchPathRequest(check=check, side=side),
@@ -191,17 +200,18 @@ class FailoverWorkflow:
             )
             if result.problem is not None:
                 return f"verify failed: {result.problem}"
-        if cluster.verify.storefront is not None:
-            check = cluster.verify.storefront
-            result = await self._check(
-                "check_storefront",
-                StorefrontRequest(check=check),
-                check.timeout_seconds,
-                f"storefront search {check.search_term!r}",
-            )
-            if result.problem is not None:
-                return f"verify failed: {result.problem}"
         return None
+
+    async def _check_storefront(self, cluster: ClusterConfig) -> str | None:
+        check = cluster.verify.storefront
+        assert check is not None
+        result = await self._check(
+            "check_storefront",
+            StorefrontRequest(check=check),
+            check.timeout_seconds,
+            f"storefront search {check.search_term!r}",
+        )
+        return f"verify failed: {result.problem}" if result.problem is not None else None
 
     async def _rollback(self, switcher: Switcher, snapshot: Snapshot, problem: str) -> None:
         try:
