@@ -130,6 +130,12 @@ class Route53Switch(StrictModel):
         return self.hosted_zone_id.removeprefix("/hostedzone/")
 
 
+def _refuse_repeats(what: str, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")
+
+
 def _normalise_value(value: str) -> str:
     return value.rstrip(".").lower()
 
@@ -254,10 +260,7 @@ class ClusterConfig(StrictModel):
     @field_validator("caches")
     @classmethod
     def _unique_cache_names(cls, caches: list[Cache]) -> list[Cache]:
-        names = [c.name for c in caches]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"cache names must be unique; repeated: {', '.join(dupes)}")
+        _refuse_repeats("cache", [c.name for c in caches])
         return caches
 
     @field_validator("name")
@@ -286,10 +289,7 @@ class AppConfig(StrictModel):
     @field_validator("clusters")
     @classmethod
     def _unique_names(cls, clusters: list[ClusterConfig]) -> list[ClusterConfig]:
-        names = [c.name for c in clusters]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"cluster names must be unique; repeated: {', '.join(dupes)}")
+        _refuse_repeats("cluster", [c.name for c in clusters])
         return clusters
 
     def cluster(self, name: str) -> ClusterConfig:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import socket
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -29,6 +28,7 @@ from activities.caches import CacheActivities
 from failover.config import AwsSettings, RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
 from sandbox.services import RedisServer, VarnishServer
+from tests.waiting import wait_for
 from worker import aws_client_factory
 
 LOOPBACK = "127.0.0.1"
@@ -45,17 +45,6 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], *, what: str, timeout_s: float = 5.0
-) -> None:
-    """Poll a condition until it holds; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def no_aws() -> Any:

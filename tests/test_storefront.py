@@ -8,10 +8,8 @@ by both Varnish and the Redis page cache, and only flushing both brings the prod
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,22 +35,12 @@ from sandbox.storefront import (
     Storefront,
     StorefrontSettings,
 )
+from tests.waiting import wait_for
 
 SEARCH_BAG = '{ products(search: "bag", pageSize: 5) { total_count items { sku name } } }'
 BAG_SKUS = {"24-MB01", "24-MB05"}  # Joust Duffle Bag, Wayfarer Messenger Bag
 ALL_PRODUCTS = 12
 CATEGORY_TAGS = "cat_c_3,cat_c_p_3,FPC"
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], *, what: str, timeout_s: float = 5.0
-) -> None:
-    """Poll a condition until it holds; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def product_count(page: httpx.Response) -> int:
