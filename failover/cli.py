@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Coroutine
@@ -314,11 +315,14 @@ def demo(
             await sandbox.stop()
 
     report = _run(go())
+    succeeded = demo_succeeded(report)
+    if succeeded:  # a failed demo keeps its logs and SQLite history for a look
+        shutil.rmtree(report.pop("state_dir"), ignore_errors=True)
     if as_json:
         print(json.dumps(report))
     elif not keep:
         _print_demo(report)
-    _exit(0 if demo_succeeded(report) else 1)
+    _exit(0 if succeeded else 1)
 
 
 def _print_demo(report: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ Python process dies, so none outlives a test session.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import http.client
@@ -20,10 +21,12 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import httpx
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -131,6 +134,25 @@ class _ManagedProcess:
         with _LIVE_LOCK:
             _LIVE.add(self)
 
+    def _spawn_until_ready(
+        self, argv: Callable[[], list[str]], *, fixed_ports: bool, timeout_s: float
+    ) -> bool:
+        """Spawns argv() (which picks its ports) and waits for _wait_ready; when the ports were
+        picked here and one was taken meanwhile, tries again with fresh ones."""
+        attempts = 1 if fixed_ports else _PORT_ATTEMPTS
+        for attempt in range(attempts):
+            self._spawn(argv())
+            if self._wait_ready(timeout_s):
+                return True
+            if attempt + 1 < attempts and "Address already in use" in self.log_tail():
+                self.stop()
+                continue
+            break
+        return False
+
+    def _wait_ready(self, timeout_s: float) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def _exited(self) -> bool:
         return self._proc is None or self._proc.poll() is not None
 
@@ -195,27 +217,24 @@ class RedisServer(_ManagedProcess):
         if self.running:
             raise RuntimeError(f"redis-server is already running on port {self.port}")
         binary = _find_binary("redis-server", _REDIS_MISSING)
-        attempts = 1 if self._requested_port else _PORT_ATTEMPTS
-        for attempt in range(attempts):
+
+        def argv() -> list[str]:
             self.port = self._requested_port or _free_port()
-            self._spawn(
-                [
-                    binary,
-                    "--port", str(self.port),
-                    "--bind", LOOPBACK,
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(self.workdir),
-                    "--daemonize", "no",
-                    "--logfile", "",
-                ]
-            )  # fmt: skip
-            if self._wait_ready(timeout_s):
-                return
-            if attempt + 1 < attempts and "Address already in use" in self.log_tail():
-                self.stop()
-                continue
-            break
+            return [
+                binary,
+                "--port", str(self.port),
+                "--bind", LOOPBACK,
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.workdir),
+                "--daemonize", "no",
+                "--logfile", "",
+            ]  # fmt: skip
+
+        if self._spawn_until_ready(
+            argv, fixed_ports=bool(self._requested_port), timeout_s=timeout_s
+        ):
+            return
         raise self._fail(f"redis-server did not answer PING on port {self.port} in {timeout_s}s")
 
     def _wait_ready(self, timeout_s: float) -> bool:
@@ -296,34 +315,29 @@ class VarnishServer(_ManagedProcess):
         binary = _find_binary("varnishd", _VARNISH_MISSING)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.vcl_path.write_text(self.render_vcl())
-        fixed = bool(self._requested_port and self._requested_admin_port)
-        attempts = 1 if fixed else _PORT_ATTEMPTS
-        for attempt in range(attempts):
+
+        def argv() -> list[str]:
             self.port = self._requested_port or _free_port()
             self.admin_port = self._requested_admin_port or _free_port()
-            self._spawn(
-                [
-                    binary,
-                    "-F",
-                    "-j", "none",
-                    "-a", f"{LOOPBACK}:{self.port}",
-                    "-T", f"{LOOPBACK}:{self.admin_port}",
-                    "-f", str(self.vcl_path),
-                    "-n", str(self.instance_dir),
-                    "-s", "malloc,32m",
-                    "-p", "thread_pools=1",
-                    "-p", "thread_pool_min=10",
-                    "-p", "thread_pool_max=200",
-                    "-p", "vsl_space=4M",
-                    "-p", "syslog_cli_traffic=off",
-                ]
-            )  # fmt: skip
-            if self._wait_ready(timeout_s):
-                return
-            if attempt + 1 < attempts and "Address already in use" in self.log_tail():
-                self.stop()
-                continue
-            break
+            return [
+                binary,
+                "-F",
+                "-j", "none",
+                "-a", f"{LOOPBACK}:{self.port}",
+                "-T", f"{LOOPBACK}:{self.admin_port}",
+                "-f", str(self.vcl_path),
+                "-n", str(self.instance_dir),
+                "-s", "malloc,32m",
+                "-p", "thread_pools=1",
+                "-p", "thread_pool_min=10",
+                "-p", "thread_pool_max=200",
+                "-p", "vsl_space=4M",
+                "-p", "syslog_cli_traffic=off",
+            ]  # fmt: skip
+
+        fixed = bool(self._requested_port and self._requested_admin_port)
+        if self._spawn_until_ready(argv, fixed_ports=fixed, timeout_s=timeout_s):
+            return
         raise self._fail(
             f"varnishd did not answer HTTP on {LOOPBACK}:{self.port} within {timeout_s}s"
         )
@@ -345,6 +359,20 @@ class VarnishServer(_ManagedProcess):
             finally:
                 conn.close()
         return False
+
+    async def wait_backend_healthy(self, timeout_s: float = 10.0) -> None:
+        """Waits until the health probe has marked the backend healthy (Varnish answers 503
+        before that). Async, because the backend may run in the caller's event loop."""
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.get(f"{self.url}/health_check.php")
+                    if response.status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise self._fail(f"varnishd saw no healthy backend within {timeout_s}s")
+                await asyncio.sleep(_POLL_S)
 
     def admin(self, *args: str, timeout_s: float = 5.0) -> str:
         """Run a varnishadm CLI command (e.g. "backend.list") against this instance."""

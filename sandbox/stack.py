@@ -296,6 +296,7 @@ class Sandbox:
         )
         await asyncio.to_thread(varnish.start)
         stack.callback(varnish.stop)
+        await varnish.wait_backend_healthy()
         self.storefront_url = varnish.url
 
         redis_port = int(redis.url.rsplit(":", 1)[1].split("/")[0])

@@ -28,7 +28,6 @@ from activities.caches import CacheActivities
 from failover.config import AwsSettings, RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
 from sandbox.services import RedisServer, VarnishServer
-from tests.waiting import wait_for
 from worker import aws_client_factory
 
 LOOPBACK = "127.0.0.1"
@@ -282,14 +281,7 @@ async def varnish(
     try:
         # start() only waits for the VCL (a bare PURGE answers 400), not for the backend.
         server.start()
-        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
-
-            async def backend_healthy() -> bool:
-                response = await client.get(f"{server.url}/health_check.php")
-                return response.status_code == 200
-
-            # Until the first good probe Varnish answers 503 (.initial = threshold - 1).
-            await wait_for(backend_healthy, what="the Varnish probe to mark the backend healthy")
+        await server.wait_backend_healthy()
         yield server
     finally:
         server.stop()

@@ -107,14 +107,7 @@ async def varnish(
         # Started from the main thread (so the kernel kills varnishd if pytest dies); start()
         # only waits for the VCL, so the storefront serves the first probe right after.
         server.start()
-        async with httpx.AsyncClient(timeout=3.0) as client:
-
-            async def backend_healthy() -> bool:
-                response = await client.get(f"{server.url}/health_check.php")
-                return response.status_code == 200
-
-            # The first probe makes the backend healthy (.initial = threshold - 1).
-            await wait_for(backend_healthy, what="the Varnish probe to mark the storefront healthy")
+        await server.wait_backend_healthy()
         yield server
     finally:
         server.stop()
