@@ -21,10 +21,11 @@ import httpx
 import typer
 from botocore.config import Config as BotoConfig
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.caches import CacheActivities
+from activities.heartbeat import AutoHeartbeat
 from activities.nlb import NlbActivities
 from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
@@ -40,8 +41,9 @@ from failover.temporal import (
 from workflows.failover import FailoverWorkflow
 
 DEFAULT_TASK_QUEUE = "search-failover"
-# A killed worker's sticky queue would otherwise hold the next workflow task for 10 s.
-STICKY_QUEUE_TIMEOUT = timedelta(seconds=2)
+# A killed worker's sticky queue would otherwise hold the next workflow task for 10 s; after
+# 1 s the task goes to the normal queue, where any live worker takes it.
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 # Libraries only activities use. Some import modules lazily on first use, and the workflow
 # sandbox's import hook sees those imports while a workflow task runs; passing them through
 # keeps them out of the sandbox (and its "imported after initial workflow load" warnings).
@@ -82,6 +84,11 @@ def build_worker(
         ssm_factory=aws_client_factory(aws, "ssm"), ec2_factory=aws_client_factory(aws, "ec2")
     )
     verify = VerifyActivities(transport=probe_transport)
+    interceptors: list[Interceptor] = [AutoHeartbeat()]
+    if os.environ.get("FAILOVER_CRASH_AT"):  # durability tests choose a crash point
+        from sandbox.crash import interceptor_from_env
+
+        interceptors.append(interceptor_from_env())  # type: ignore[arg-type]
     return Worker(
         client,
         task_queue=task_queue,
@@ -104,6 +111,7 @@ def build_worker(
                 *ACTIVITY_ONLY_MODULES
             )
         ),
+        interceptors=interceptors,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )

@@ -213,6 +213,7 @@ def sandbox_up(
             out.print(f"Temporal       {info.temporal.address}  (namespace default)")
             out.print(f"Web UI         {info.temporal.ui_url}")
             out.print(f"AWS (moto)     {info.aws_endpoint}  zone {info.hosted_zone_id}")
+            out.print(f"AWS faults     {info.aws_proxy_url}/__faults__  (the worker's endpoint)")
             out.print(f"fault control  {info.simulator_control_url}")
             out.print(f"storefront     {info.storefront_url}  (Varnish → storefront → Redis)")
             out.print(

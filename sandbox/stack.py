@@ -22,7 +22,8 @@ from temporalio.client import Client
 
 from failover.config import AppConfig, AwsSettings, parse_config
 from failover.net import free_port
-from failover.temporal import EmbeddedTemporalServer, TemporalEndpoint
+from failover.temporal import EmbeddedTemporalServer, TemporalEndpoint, connect
+from sandbox.aws_fault_proxy import AwsFaultProxy
 from sandbox.dns_server import Route53DnsServer
 from sandbox.nlb import NlbStandIn, create_search_nlb
 from sandbox.search_sim import SimulatedCluster, SimulatorFleet, free_port_on
@@ -60,6 +61,7 @@ class SandboxInfo:
     mode: Mode
     temporal: TemporalEndpoint
     aws_endpoint: str
+    aws_proxy_url: str
     simulator_control_url: str
     config_path: str
     hosted_zone_id: str
@@ -144,6 +146,24 @@ def sandbox_config(
     }
 
 
+APP_TAG = ("Role", "magento-app")
+
+
+def create_app_instances(ec2: Any, count: int = 2) -> list[str]:
+    """The Magento app servers, for the SSM cache:flush; one untagged box is not one of them."""
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    tagged = ec2.run_instances(
+        ImageId=image,
+        MinCount=count,
+        MaxCount=count,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": APP_TAG[0], "Value": APP_TAG[1]}]}
+        ],
+    )
+    ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)
+    return sorted(i["InstanceId"] for i in tagged["Instances"])
+
+
 def _upsert(name: str, rtype: str, ttl: int, values: list[str]) -> dict[str, Any]:
     return {
         "Action": "UPSERT",
@@ -188,8 +208,11 @@ class Sandbox:
         temporal_port: int | None = None,
         ui_port: int | None = None,
         with_worker: bool = True,
+        temporal: TemporalEndpoint | None = None,
     ) -> None:
+        """`temporal`: use that server instead of starting one (tests that restart it)."""
         self.directory = directory
+        self.temporal_endpoint = temporal
         self.mode = mode
         self.temporal_port = temporal_port or free_port()
         self.ui_port = ui_port or free_port()
@@ -224,6 +247,12 @@ class Sandbox:
         host, port = moto.get_host_and_port()
         aws_endpoint = f"http://{host}:{port}"
         direct = AwsSettings(endpoint_url=aws_endpoint)
+        # The worker reaches moto through the fault proxy, so tests (and curious users)
+        # can make AWS throttle, fail, or answer PENDING; its control API is /__faults__.
+        self.aws_proxy = AwsFaultProxy(aws_endpoint)
+        await self.aws_proxy.start()
+        stack.push_async_callback(self.aws_proxy.stop)
+        await asyncio.to_thread(create_app_instances, aws_client_factory(direct, "ec2")())
 
         search_port = free_port_on([*PRIMARY_HOSTS, *STANDBY_HOSTS, NLB_HOST])
         primary = SimulatedCluster(PRIMARY_SIM, hosts=PRIMARY_HOSTS, ports=[search_port] * 3)
@@ -301,7 +330,7 @@ class Sandbox:
 
         redis_port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
         raw = sandbox_config(
-            aws_endpoint=aws_endpoint,
+            aws_endpoint=self.aws_proxy.url,
             switch=switch,
             primary_nodes=primary.node_urls,
             standby_nodes=standby.node_urls,
@@ -314,6 +343,14 @@ class Sandbox:
                     "db": 0,
                     "page_cache_db": 1,
                 },
+                {
+                    "type": "ssm",
+                    "name": "magento-app",
+                    "tag_key": APP_TAG[0],
+                    "tag_value": APP_TAG[1],
+                    "poll_seconds": 0.2,
+                    "timeout_seconds": 30,
+                },
                 {"type": "varnish", "name": "varnish", "servers": [varnish.url]},
             ],
             verify={
@@ -325,11 +362,16 @@ class Sandbox:
         config_path = self.directory / CONFIG_FILE
         config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
-        temporal = EmbeddedTemporalServer(
-            self.directory, port=self.temporal_port, ui_port=self.ui_port
-        )
-        self.client = await temporal.start()
-        stack.callback(temporal.stop)
+        if self.temporal_endpoint is not None:
+            endpoint = self.temporal_endpoint
+            self.client = await connect(endpoint)
+        else:
+            temporal = EmbeddedTemporalServer(
+                self.directory, port=self.temporal_port, ui_port=self.ui_port
+            )
+            self.client = await temporal.start()
+            stack.callback(temporal.stop)
+            endpoint = temporal.endpoint
         if self.with_worker:
             worker = build_worker(
                 self.client, aws=self.config.aws, task_queue=self.config.task_queue
@@ -344,8 +386,9 @@ class Sandbox:
 
         self.info = SandboxInfo(
             mode=self.mode,
-            temporal=temporal.endpoint,
+            temporal=endpoint,
             aws_endpoint=aws_endpoint,
+            aws_proxy_url=self.aws_proxy.url,
             simulator_control_url=self.fleet.control_url,
             config_path=str(config_path),
             hosted_zone_id=zone_id,

@@ -74,7 +74,7 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
             "verify",
             "verify_storefront",
         ]
-    assert [f["name"] for f in report["flushed"]] == ["magento-redis", "varnish"]
+    assert [f["name"] for f in report["flushed"]] == ["magento-redis", "magento-app", "varnish"]
     assert report["warnings"] == []
     # The outage poisoned the category page; after the flush it lists products again.
     assert report["poisoned_page_cached_during_outage"] is True

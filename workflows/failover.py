@@ -157,7 +157,7 @@ class FailoverWorkflow:
                 FlushRequest(cluster=cluster.name, cache=cache),
                 result_type=FlushResult,
                 start_to_close_timeout=timeout,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT if is_ssm else None,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=FLUSH_RETRY,
                 summary=f"flush {cache.type} {cache.name}",
             )
@@ -231,6 +231,7 @@ class FailoverWorkflow:
             ),
             result_type=SideProbe,
             start_to_close_timeout=timedelta(seconds=timeout * 2 + 5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROBE_RETRY,
             summary=f"probe {side} {cluster.name}",
         )
@@ -248,6 +249,7 @@ class FailoverWorkflow:
             request,
             result_type=CheckResult,
             start_to_close_timeout=timedelta(seconds=timeout_seconds * 3 + 5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROBE_RETRY,
             summary=summary,
         )
