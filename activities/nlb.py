@@ -63,10 +63,21 @@ class NlbActivities(AwsCaller):
 
     @activity.defn(name="deregister_targets")
     async def deregister_targets(self, change: TargetsChange) -> None:
+        """Deregisters those of the targets still registered: ELBv2 refuses a target that is
+        not (InvalidTarget), which a retry after a crash would otherwise hit."""
+        registered = {
+            (s.id, s.port)
+            for s in await self._states(change.target_group_arn)
+            if s.state not in ("unused", "draining")
+        }
+        targets = [t for t in change.targets if t.key() in registered]
+        if not targets:
+            activity.logger.info("targets already deregistered; no change")
+            return
         await self.call(
             "DeregisterTargets",
             TargetGroupArn=change.target_group_arn,
-            Targets=[{"Id": t.id, "Port": t.port} for t in change.targets],
+            Targets=[{"Id": t.id, "Port": t.port} for t in targets],
         )
 
     @activity.defn(name="wait_targets")

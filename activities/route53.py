@@ -50,11 +50,16 @@ class Route53Activities(AwsCaller):
     @activity.defn(name="upsert_record")
     async def upsert_record(self, request: UpsertRecordInput) -> ChangeRef:
         current = await self._read(request.ref)
-        if [normalise_record_value(v) for v in current.values] == [
+        already_set = [normalise_record_value(v) for v in current.values] == [
             normalise_record_value(request.value)
-        ] and current.ttl == request.ttl:
+        ] and current.ttl == request.ttl
+        if already_set and activity.info().attempt == 1:
             activity.logger.info("record already holds %s; no change", request.value)
             return ChangeRef(change_id=None, already_set=True)
+        # On a retry the record may hold our value because our own UPSERT went through just
+        # before a crash, and its change id was lost with the worker. An identical UPSERT
+        # gives a change to wait for: Route 53 applies a zone's changes in order, so once it
+        # is INSYNC ours is too.
         answer = await self.call(
             "ChangeResourceRecordSets",
             HostedZoneId=request.ref.zone_id,
@@ -73,7 +78,7 @@ class Route53Activities(AwsCaller):
                 ],
             },
         )
-        return ChangeRef(change_id=answer["ChangeInfo"]["Id"], already_set=False)
+        return ChangeRef(change_id=answer["ChangeInfo"]["Id"], already_set=already_set)
 
     @activity.defn(name="wait_insync")
     async def wait_insync(self, request: WaitChangeInput) -> WaitChangeResult:

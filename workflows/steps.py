@@ -66,7 +66,9 @@ async def aws_activity(
             arg,
             result_type=result_type,
             start_to_close_timeout=long_running or AWS_CALL_TIMEOUT,
-            schedule_to_close_timeout=None if long_running else AWS_STEP_DEADLINE,
+            # A wait's attempts share one deadline too: its own length plus the call budget,
+            # so an error that never clears ends the run instead of retrying forever.
+            schedule_to_close_timeout=(long_running or timedelta(0)) + AWS_STEP_DEADLINE,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=AWS_RETRY,
             summary=summary,

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         WaitTargetsResult,
     )
 
-from workflows.steps import StepRecorder, aws_activity
+from workflows.steps import StepFailed, StepRecorder, aws_activity
 
 Snapshot = RecordSnapshot | TargetGroupSnapshot
 
@@ -106,7 +106,14 @@ class DnsSwitcher:
             change = await self._upsert(self.describe(target), self.config.ttl)
         if change.change_id is not None:
             async with self.steps.step("wait"):
-                await self._wait_insync(change.change_id)
+                try:
+                    await self._wait_insync(change.change_id)
+                except StepFailed as failed:
+                    raise StepFailed(
+                        f"record already switched to {self.describe(target)} (change "
+                        f"{change.change_id}), but waiting for INSYNC failed: {failed}; "
+                        f"caches not flushed"
+                    ) from None
         async with self.steps.step("ttl_wait"):
             await self._outlive_cached_answers()
         return None
@@ -206,7 +213,13 @@ class NlbSwitcher:
                 f"again and {active} keeps the traffic"
             )
         async with self.steps.step("deregister"):
-            await self._change("deregister_targets", active)
+            try:
+                await self._change("deregister_targets", active)
+            except StepFailed as failed:
+                raise StepFailed(
+                    f"{target} targets registered and healthy, but deregistering {active} "
+                    f"failed, so both sides take traffic: {failed}"
+                ) from None
         async with self.steps.step("drain"):
             await self._wait(active, "gone", await self._drain_timeout())
         return None

@@ -1,0 +1,123 @@
+"""Re-records the workflow histories in tests/histories/ that tests/test_replay.py replays.
+
+Not part of the normal test run: the file name does not match pytest's `test_*.py`, so
+`pytest` skips it. Run it on purpose, by path (pytest collects a file named on the command
+line whatever its name):
+
+    .venv/bin/pytest tests/record_histories.py
+
+Each test drives one representative run on the real dev server, moto and the simulated
+clusters (the fixtures of tests/conftest.py), checks the outcome, replays the fresh history
+once as a sanity check and writes it to tests/histories/<scenario>.json. Read the module
+docstring of tests/test_replay.py before committing re-recorded histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType, TaskQueueKind
+from temporalio.client import WorkflowHistory
+
+from failover.models import Outcome
+from failover.operations import failover_workflow_id, start_or_attach_failover
+from failover.temporal import TemporalEndpoint, connect
+from sandbox.aws_fault_proxy import ForwardedCall
+from sandbox.search_sim import FaultMode
+from sandbox.stack import PRIMARY_SIM, SANDBOX_CLUSTER, STANDBY_SIM, STANDBY_VALUE
+from tests.conftest import Stack
+from tests.test_crash_matrix import SandboxProcess, run_case, start_sandbox
+from tests.test_replay import HISTORIES, make_replayer
+
+# Worker identities ("<pid>@<hostname>") and sticky task queues ("<pid>@<hostname>-<uuid>")
+# name the recording machine; replay ignores both, so the files say these instead.
+RECORDED_IDENTITY = "recorder"
+RECORDED_STICKY_QUEUE = "recorder-sticky"
+
+
+def _scrub_machine_names(history: WorkflowHistory) -> None:
+    """Replaces the recording machine's identities and sticky queue names with fixed strings."""
+    for event in history.events:
+        attributes_field = event.WhichOneof("attributes")
+        if attributes_field is None:
+            continue
+        attributes = getattr(event, attributes_field)
+        fields = attributes.DESCRIPTOR.fields_by_name
+        if "identity" in fields and attributes.identity:
+            attributes.identity = RECORDED_IDENTITY
+        sticky = TaskQueueKind.TASK_QUEUE_KIND_STICKY
+        if "task_queue" in fields and attributes.task_queue.kind == sticky:
+            attributes.task_queue.name = RECORDED_STICKY_QUEUE
+
+
+async def _record(stack: Stack, scenario: str, expected: Outcome) -> None:
+    """Runs one failover to its end, checks its outcome and writes its history."""
+    handle = await start_or_attach_failover(
+        stack.client, stack.cluster, task_queue=stack.task_queue, reason=f"recording {scenario}"
+    )
+    result = await handle.result()
+    assert result.result == expected, result.reason
+    history = await handle.fetch_history()
+    _scrub_machine_names(history)
+    replayed = await make_replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    _save(HISTORIES / f"{scenario}.json", history)
+
+
+def _save(path: Path, history: WorkflowHistory) -> None:
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(history.to_json() + "\n")
+
+
+async def test_record_dns_failed_over(stack: Stack) -> None:
+    await stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    await _record(stack, "dns_failed_over", Outcome.FAILED_OVER)
+
+
+async def test_record_dns_rolled_back(stack: Stack) -> None:
+    await stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+
+    async def kill_standby_after_switch(call: ForwardedCall) -> None:
+        if STANDBY_VALUE.encode() in call.request_body:
+            await stack.fault(STANDBY_SIM, FaultMode.DOWN)
+
+    stack.proxy.on_forwarded("ChangeResourceRecordSets", kill_standby_after_switch)
+    await _record(stack, "dns_rolled_back", Outcome.ROLLED_BACK)
+
+
+async def test_record_dns_aborted(stack: Stack) -> None:
+    await stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    await stack.fault(STANDBY_SIM, FaultMode.DOWN)
+    await _record(stack, "dns_aborted", Outcome.ABORTED)
+
+
+async def test_record_nlb_failed_over(nlb_stack: Stack) -> None:
+    await nlb_stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    await _record(nlb_stack, "nlb_failed_over", Outcome.FAILED_OVER)
+
+
+@pytest.fixture(scope="module")
+def sandbox_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    yield from start_sandbox("dns", tmp_path_factory.mktemp("recording"))
+
+
+async def test_record_dns_crash_after_upsert(sandbox_process: SandboxProcess) -> None:
+    """A run whose worker was SIGKILLed right after the UPSERT, finished by a fresh worker."""
+    outcome = await run_case(sandbox_process, "upsert_record:after")
+    assert outcome.result.result == Outcome.FAILED_OVER, outcome.result.reason
+    client = await connect(TemporalEndpoint(**sandbox_process.info["temporal"]))
+    handle = client.get_workflow_handle(failover_workflow_id(SANDBOX_CLUSTER))
+    history = await handle.fetch_history()
+    retried = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.attempt >= 2
+    ]
+    assert retried, "the crash should show as a retried activity attempt"
+    _scrub_machine_names(history)
+    replayed = await make_replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    _save(HISTORIES / "dns_crash_after_upsert.json", history)
