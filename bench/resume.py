@@ -36,19 +36,10 @@ from failover.operations import failover_workflow_id  # noqa: E402
 from failover.temporal import TemporalEndpoint, connect  # noqa: E402
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, add_rule_remote  # noqa: E402
 from sandbox.stack import PRIMARY_SIM, SANDBOX_AWS_ENV, SANDBOX_CLUSTER, STANDBY_SIM  # noqa: E402
+from sandbox.waiting import wait_until  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CRASH_AT = "wait_insync:heartbeat:2"
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
 
 
 def run(env: dict[str, str], *args: str) -> str:
@@ -103,7 +94,7 @@ def one_run(env: dict[str, str], info: dict, directory: Path, index: int) -> flo
     worker_env = env | {"TEMPORAL_ADDRESS": info["temporal"]["address"]}
     log = directory / f"worker-{index}.log"
     crashing = worker(worker_env, info["config_path"], log, CRASH_AT)
-    wait_for(lambda: "worker polling" in log.read_text(), "the first worker")
+    wait_until(lambda: "worker polling" in log.read_text(), "the first worker")
     started = json.loads(run(env, "trigger", SANDBOX_CLUSTER, "--json"))
     crashing.wait(60)
     restarted_at = time.time()
@@ -131,7 +122,9 @@ def main() -> None:
         )  # fmt: skip
     try:
         info_file = directory / "state" / "sandbox.json"
-        info = wait_for(lambda: info_file.exists() and json.loads(info_file.read_text()), "sandbox")
+        info = wait_until(
+            lambda: info_file.exists() and json.loads(info_file.read_text()), "sandbox"
+        )
         samples = []
         for index in range(args.runs):
             seconds = one_run(env, info, directory, index)

@@ -47,6 +47,7 @@ from sandbox.stack import (
     STANDBY_SIM,
     STANDBY_VALUE,
 )
+from sandbox.waiting import wait_until
 from worker import aws_client_factory
 
 pytestmark = pytest.mark.slow
@@ -104,16 +105,6 @@ class SandboxProcess:
         return self.info["config_path"]
 
 
-def _wait_for(condition: Any, what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def start_sandbox(mode: str, tmp: Path) -> Iterator[SandboxProcess]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
     env = clean | SANDBOX_AWS_ENV | {"FAILOVER_STATE_DIR": str(tmp / "state")}
@@ -125,7 +116,7 @@ def start_sandbox(mode: str, tmp: Path) -> Iterator[SandboxProcess]:
     )  # fmt: skip
     info_file = tmp / "state" / "sandbox.json"
     try:
-        info = _wait_for(
+        info = wait_until(
             lambda: info_file.exists() and json.loads(info_file.read_text()), "sandbox", 60
         )
         yield SandboxProcess(mode=mode, info=info, env=env, logs=tmp, process=process)

@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,12 @@ import pytest
 
 from failover.net import free_port
 from sandbox.stack import SANDBOX_AWS_ENV
+from sandbox.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parent.parent
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20) -> int:
@@ -66,7 +56,7 @@ def sandbox(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     info_file = Path(env["FAILOVER_STATE_DIR"]) / "sandbox.json"
     try:
-        info = wait_for(
+        info = wait_until(
             lambda: info_file.exists() and json.loads(info_file.read_text()), "sandbox.json"
         )
         yield info | {"process": process}
@@ -102,7 +92,7 @@ def test_operator_flow_with_a_separate_worker(
             text=True,
         )
     try:
-        wait_for(lambda: "worker polling" in worker_log.read_text(), "the worker to poll")
+        wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker to poll")
 
         bad = cli(env, "sandbox", "fault", "es-primary", "all", "melting")
         assert bad.returncode == 2 and "unknown mode 'melting'" in bad.stderr
@@ -120,7 +110,7 @@ def test_operator_flow_with_a_separate_worker(
             state = json.loads(done.stdout)
             return state if "result" in state else None
 
-        state = wait_for(finished, "the failover to finish")
+        state = wait_until(finished, "the failover to finish")
         assert state["result"]["result"] == "failed_over"
         assert state["result"]["to_side"] == "standby"
 
@@ -150,7 +140,7 @@ def test_worker_starts_the_embedded_server_and_exits_cleanly(
             stdin=subprocess.DEVNULL,
         )
     try:
-        wait_for(lambda: "Temporal Web UI" in log_path.read_text(), "the UI URL")
+        wait_until(lambda: "Temporal Web UI" in log_path.read_text(), "the UI URL")
         text = log_path.read_text()
         assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows" in text
         connection = json.loads((Path(env["FAILOVER_STATE_DIR"]) / "temporal.json").read_text())

@@ -35,7 +35,7 @@ from sandbox.storefront import (
     Storefront,
     StorefrontSettings,
 )
-from tests.waiting import wait_for
+from sandbox.waiting import wait_for
 
 SEARCH_BAG = '{ products(search: "bag", pageSize: 5) { total_count items { sku name } } }'
 BAG_SKUS = {"24-MB01", "24-MB05"}  # Joust Duffle Bag, Wayfarer Messenger Bag
