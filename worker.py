@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,12 +25,15 @@ from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.caches import CacheActivities
+from activities.control import FailoverControlActivities
 from activities.heartbeat import AutoHeartbeat
 from activities.nlb import NlbActivities
 from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
+from activities.watch import ClusterWatchActivities
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
+from failover.operations import ensure_monitors
 from failover.temporal import (
     EmbeddedTemporalServer,
     TemporalEndpoint,
@@ -39,6 +42,7 @@ from failover.temporal import (
     state_dir,
 )
 from workflows.failover import FailoverWorkflow
+from workflows.monitor import MonitorWorkflow
 
 DEFAULT_TASK_QUEUE = "search-failover"
 # A killed worker's sticky queue would otherwise hold the next workflow task for 10 s; after
@@ -74,8 +78,12 @@ def build_worker(
     aws: AwsSettings | None = None,
     task_queue: str = DEFAULT_TASK_QUEUE,
     probe_transport: httpx.AsyncBaseTransport | None = None,
+    watch: ClusterWatchActivities | None = None,
 ) -> Worker:
-    """All workflows and activities on one task queue; tests hand in their own clients."""
+    """All workflows and activities on one task queue; tests hand in their own clients.
+
+    The worker's task queue is also a vantage point: it runs the monitors' watches too.
+    """
     aws = aws or AwsSettings()
     route53 = Route53Activities(aws_client_factory(aws, "route53"))
     nlb = NlbActivities(aws_client_factory(aws, "elbv2"))
@@ -84,15 +92,12 @@ def build_worker(
         ssm_factory=aws_client_factory(aws, "ssm"), ec2_factory=aws_client_factory(aws, "ec2")
     )
     verify = VerifyActivities(transport=probe_transport)
-    interceptors: list[Interceptor] = [AutoHeartbeat()]
-    if os.environ.get("FAILOVER_CRASH_AT"):  # durability tests choose a crash point
-        from sandbox.crash import interceptor_from_env
-
-        interceptors.append(interceptor_from_env())  # type: ignore[arg-type]
+    watch = watch or ClusterWatchActivities()
+    control = FailoverControlActivities(client)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[FailoverWorkflow],
+        workflows=[FailoverWorkflow, MonitorWorkflow],
         activities=[
             route53.read_record,
             route53.upsert_record,
@@ -105,28 +110,64 @@ def build_worker(
             caches.flush_cache,
             verify.check_search_path,
             verify.check_storefront,
+            watch.watch_cluster,
+            control.start_failover,
+            control.await_failover,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
                 *ACTIVITY_ONLY_MODULES
             )
         ),
-        interceptors=interceptors,
+        interceptors=_interceptors(),
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 
 
-async def run_until_signalled(worker: Worker) -> None:
+def build_vantage_worker(
+    client: Client, *, task_queue: str, local_address: str | None = None
+) -> Worker:
+    """A probe worker for one vantage point (an AZ or region): it runs watches only."""
+    watch = ClusterWatchActivities(local_address=local_address)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        activities=[watch.watch_cluster],
+        interceptors=_interceptors(),
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+def _interceptors() -> list[Interceptor]:
+    interceptors: list[Interceptor] = [AutoHeartbeat()]
+    if os.environ.get("FAILOVER_CRASH_AT"):  # durability tests choose a crash point
+        from sandbox.crash import interceptor_from_env
+
+        interceptors.append(interceptor_from_env())  # type: ignore[arg-type]
+    return interceptors
+
+
+async def run_until_signalled(
+    worker: Worker, on_started: Callable[[], Awaitable[None]] | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
+        if on_started is not None:
+            await on_started()
         await stop.wait()
 
 
-async def serve(config: AppConfig | None) -> None:
+async def serve(
+    config: AppConfig | None,
+    *,
+    monitors: bool = True,
+    vantage: str | None = None,
+    source_address: str | None = None,
+) -> None:
     aws = config.aws if config else AwsSettings()
     task_queue = config.task_queue if config else DEFAULT_TASK_QUEUE
     endpoint = configured_endpoint()
@@ -141,9 +182,25 @@ async def serve(config: AppConfig | None) -> None:
         print(f"embedded Temporal dev server at {endpoint.address}, log in {server.log_path}")
     else:
         client = await connect(endpoint)
-    _announce(endpoint, task_queue)
+    if vantage is not None:
+        worker = build_vantage_worker(client, task_queue=vantage, local_address=source_address)
+        _announce(endpoint, vantage)
+    else:
+        worker = build_worker(
+            client,
+            aws=aws,
+            task_queue=task_queue,
+            watch=ClusterWatchActivities(local_address=source_address),
+        )
+        _announce(endpoint, task_queue)
+
+    async def start_monitors() -> None:
+        if config is not None and monitors and vantage is None:
+            for workflow_id in await ensure_monitors(client, config):
+                print(f"monitor running: {workflow_id}", flush=True)
+
     try:
-        await run_until_signalled(build_worker(client, aws=aws, task_queue=task_queue))
+        await run_until_signalled(worker, start_monitors)
     finally:
         if server is not None:
             server.stop()
@@ -162,6 +219,19 @@ def main(
         Path | None,
         typer.Option("--config", "-c", envvar="FAILOVER_CONFIG", help="cluster config (YAML)"),
     ] = None,
+    monitors: Annotated[
+        bool,
+        typer.Option(help="start (or update) a monitor workflow for each cluster in config"),
+    ] = True,
+    vantage: Annotated[
+        str | None,
+        typer.Option(
+            help="run as the probe worker of this vantage point (its task queue) only",
+        ),
+    ] = None,
+    source_address: Annotated[
+        str | None, typer.Option(help="source IP address for the probes of this worker")
+    ] = None,
 ) -> None:
     """Run the failover worker until SIGINT/SIGTERM."""
     app_config = None
@@ -172,7 +242,9 @@ def main(
             for line in err.errors:
                 print(f"config error: {line}", file=sys.stderr)
             _exit(2)
-    asyncio.run(serve(app_config))
+    asyncio.run(
+        serve(app_config, monitors=monitors, vantage=vantage, source_address=source_address)
+    )
     _exit(0)
 
 

@@ -21,11 +21,14 @@ from temporalio.worker import (
 # The SDK sends at most one heartbeat per 80% of the heartbeat timeout; beating more often
 # than that costs nothing and keeps the gap short after a slow event-loop turn.
 BEAT_EVERY_SECONDS = 0.5
+# Activities that heartbeat their own progress details; an empty beat would overwrite them.
+SELF_HEARTBEATING = frozenset({"watch_cluster"})
 
 
 class _HeartbeatingActivity(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        if activity.info().heartbeat_timeout is None:
+        info = activity.info()
+        if info.heartbeat_timeout is None or info.activity_type in SELF_HEARTBEATING:
             return await super().execute_activity(input)
         beating = asyncio.create_task(self._beat())
         try:

@@ -74,6 +74,10 @@ class ClusterSide(StrictModel):
         default=None,
         description="cluster_name the nodes must report: guards against the wrong cluster",
     )
+    expected_cluster_uuid: str | None = Field(
+        default=None,
+        description="cluster_uuid the nodes must report: catches a rebuilt cluster, same name",
+    )
     auth: Auth = Field(default_factory=NoAuth)
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
@@ -97,6 +101,89 @@ class ProbeSettings(StrictModel):
         description="yellow only means missing replicas: by default it is no reason to fail over",
     )
     verify_attempts: int = Field(default=3, ge=1, le=20)
+    down_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="share of a side's nodes that must fail for the side to count as down",
+    )
+    failure_window_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="the failing rounds must all fall in this window (default: 3 x threshold "
+        "x (interval + timeout))",
+    )
+
+    @model_validator(mode="after")
+    def _window_fits_rounds(self) -> ProbeSettings:
+        needed = (self.failure_threshold - 1) * self.interval_seconds
+        if self.failure_window_seconds is not None and self.failure_window_seconds < needed:
+            raise ValueError(
+                f"failure_window_seconds {self.failure_window_seconds:g} is shorter than "
+                f"{self.failure_threshold} rounds at {self.interval_seconds:g}s take "
+                f"({needed:g}s): a side could never be confirmed down"
+            )
+        return self
+
+    @property
+    def window_seconds(self) -> float:
+        if self.failure_window_seconds is not None:
+            return self.failure_window_seconds
+        return 3 * self.failure_threshold * (self.interval_seconds + self.timeout_seconds)
+
+
+class MonitorSettings(StrictModel):
+    """The always-on monitor: who probes, how many must agree, and what it may do alone."""
+
+    enabled: bool = True
+    auto_failover: bool = Field(
+        default=True, description="false: the monitor alerts on a confirmed down but never acts"
+    )
+    auto_failback: bool = Field(
+        default=False,
+        description="allow the monitor to move traffic back to the primary when the standby "
+        "it runs on fails; off by default, failback is a person's decision",
+    )
+    vantage_points: list[str] = Field(
+        default_factory=list,
+        description="task queues of the probe workers (one per AZ or region); empty: the "
+        "worker's own task queue is the only vantage point",
+    )
+    quorum: int | None = Field(
+        default=None, ge=1, description="vantage points that must agree; default: a majority"
+    )
+    cooldown_seconds: float = Field(
+        default=600, ge=0, description="after a failover, no automatic action for this long"
+    )
+    refresh_seconds: float = Field(
+        default=1800,
+        gt=0,
+        le=86400,
+        description="how often a quiet monitor re-reads which side is active",
+    )
+
+    @field_validator("vantage_points")
+    @classmethod
+    def _unique_vantages(cls, vantages: list[str]) -> list[str]:
+        _refuse_repeats("vantage point", vantages)
+        if any(not v.strip() for v in vantages):
+            raise ValueError("vantage point names (task queues) must not be empty")
+        return vantages
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> MonitorSettings:
+        count = len(self.vantage_points) or 1
+        if self.quorum is not None and self.quorum > count:
+            raise ValueError(
+                f"quorum {self.quorum} is more than the {count} vantage point(s) configured"
+            )
+        return self
+
+    def vantages(self, default_queue: str) -> list[str]:
+        return list(self.vantage_points) or [default_queue]
+
+    def quorum_of(self, vantage_count: int) -> int:
+        return self.quorum if self.quorum is not None else vantage_count // 2 + 1
 
 
 class Route53Switch(StrictModel):
@@ -253,6 +340,7 @@ class ClusterConfig(StrictModel):
     primary: ClusterSide
     standby: ClusterSide
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     switch: Switch
     caches: list[Cache] = Field(default_factory=list)
     verify: VerifySettings = Field(default_factory=VerifySettings)

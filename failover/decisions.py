@@ -9,10 +9,20 @@ Workflows call these directly: they are deterministic and do no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
 from failover.config import Route53Switch, Target
-from failover.models import NodeProbe, Side, TargetState
+from failover.models import (
+    ClusterWatch,
+    MonitorDecision,
+    NodeProbe,
+    Side,
+    SideHealth,
+    SideWatch,
+    TargetState,
+    other_side,
+)
 
 YellowPolicy = Literal["degraded", "failing"]
 
@@ -28,7 +38,11 @@ BAD_ANSWER = "bad answer"
 
 
 def node_problem(
-    probe: NodeProbe, *, expected_cluster_name: str | None, yellow_policy: YellowPolicy
+    probe: NodeProbe,
+    *,
+    expected_cluster_name: str | None,
+    yellow_policy: YellowPolicy,
+    expected_cluster_uuid: str | None = None,
 ) -> str | None:
     """Why this node cannot be trusted to serve search, or None when it can."""
     if probe.error is not None:
@@ -42,6 +56,15 @@ def node_problem(
         return (
             f"{WRONG_CLUSTER}: expected cluster_name {expected_cluster_name!r}, "
             f"node reports {probe.cluster_name!r}"
+        )
+    if (
+        expected_cluster_uuid is not None
+        and probe.cluster_uuid is not None
+        and probe.cluster_uuid != expected_cluster_uuid
+    ):
+        return (
+            f"{WRONG_CLUSTER}: expected cluster_uuid {expected_cluster_uuid!r}, "
+            f"node reports {probe.cluster_uuid!r}"
         )
     if probe.timed_out:
         return f"{HEALTH_TIMED_OUT}: _cluster/health answered timed_out=true"
@@ -57,11 +80,18 @@ def node_problem(
 
 
 def node_problems(
-    probes: Sequence[NodeProbe], *, expected_cluster_name: str | None, yellow_policy: YellowPolicy
+    probes: Sequence[NodeProbe],
+    *,
+    expected_cluster_name: str | None,
+    yellow_policy: YellowPolicy,
+    expected_cluster_uuid: str | None = None,
 ) -> dict[str, str | None]:
     return {
         p.url: node_problem(
-            p, expected_cluster_name=expected_cluster_name, yellow_policy=yellow_policy
+            p,
+            expected_cluster_name=expected_cluster_name,
+            yellow_policy=yellow_policy,
+            expected_cluster_uuid=expected_cluster_uuid,
         )
         for p in probes
     }
@@ -71,17 +101,27 @@ def _summarise(problems: dict[str, str | None]) -> str:
     return "; ".join(f"{url} {reason}" for url, reason in problems.items() if reason)
 
 
-def side_down_reason(problems: dict[str, str | None]) -> str | None:
-    """A side is down when no node can serve search; None while at least one node can."""
+def side_down_reason(problems: dict[str, str | None], down_share: float = 1.0) -> str | None:
+    """A side is down when at least `down_share` of its nodes fail (default: every node).
+
+    "No master" needs no rule of its own: without an elected master every node answers
+    _cluster/health with 503, so every node fails.
+    """
     if not problems:
         return "no nodes probed"
-    if any(reason is None for reason in problems.values()):
+    failing = sum(1 for reason in problems.values() if reason is not None)
+    if failing == 0 or failing < down_share * len(problems):
         return None
-    return f"all {len(problems)} nodes failing: {_summarise(problems)}"
+    if failing == len(problems):
+        return f"all {len(problems)} nodes failing: {_summarise(problems)}"
+    return (
+        f"{failing} of {len(problems)} nodes failing (down_share {down_share:g}): "
+        f"{_summarise(problems)}"
+    )
 
 
 def confirmation_refusal(
-    round_problems: Sequence[dict[str, str | None]], threshold: int
+    round_problems: Sequence[dict[str, str | None]], threshold: int, down_share: float = 1.0
 ) -> str | None:
     """None when the active side failed every one of the last `threshold` rounds.
 
@@ -92,7 +132,7 @@ def confirmation_refusal(
         auth = [r for r in problems.values() if r and r.startswith(AUTH_REJECTED)]
         if auth:
             return f"not confirmed: {auth[0]}; a credentials problem is not a reason to fail over"
-        if side_down_reason(problems) is None:
+        if side_down_reason(problems, down_share) is None:
             healthy = [url for url, reason in problems.items() if reason is None]
             return (
                 f"not confirmed: active side healthy in probe round {index} of {threshold} "
@@ -219,3 +259,170 @@ def storefront_problem(
         if category_body is not None and broken_marker in category_body:
             return "storefront failed: category page still shows the page cached during the outage"
     return None
+
+
+# --- the monitor: health of a side, a vantage point's streak, and what to do ---------------
+
+# Stable reason prefixes of the monitor.
+CONFIG_ERROR = "configuration error"
+DEGRADED = "degraded"
+SUSPECT = "suspect"
+DOWN = "down"
+RECOVERED = "recovered"
+NOT_CONFIRMED = "not confirmed"
+UNKNOWN_ACTIVE = "active side unknown"
+BOTH_DOWN = "both sides down"
+PAUSED = "paused"
+COOLDOWN = "cooldown"
+MANUAL_FAILBACK = "failback is manual"
+HOLDING_OFF = "holding off"
+AUTO_OFF = "automatic failover off"
+FAILING_OVER = "failing over"
+
+
+def node_degraded(probe: NodeProbe) -> str | None:
+    """A yellow node serves search with missing replicas: worth a note, not a failover."""
+    if probe.error is None and probe.health_status == "yellow":
+        return f"{STATUS_YELLOW}: replicas unassigned"
+    return None
+
+
+def side_health(
+    problems: dict[str, str | None], notes: dict[str, str | None], *, down_share: float
+) -> tuple[SideHealth, str | None]:
+    """One probe round of one side: healthy, degraded, failing, or misconfigured (401/403).
+
+    Rejected credentials say nothing about the cluster's health, and switching would take
+    the same credentials to the other side: it is an alert, never a failing round.
+    """
+    for url, reason in problems.items():
+        if reason and reason.startswith(AUTH_REJECTED):
+            return "misconfigured", (
+                f"{CONFIG_ERROR}: {url} {reason}; a credentials problem is never a reason "
+                f"to fail over"
+            )
+    down = side_down_reason(problems, down_share)
+    if down is not None:
+        return "failing", down
+    failing = {url: reason for url, reason in problems.items() if reason}
+    if failing:
+        return "degraded", (
+            f"{DEGRADED}: {len(failing)} of {len(problems)} nodes failing: {_summarise(failing)}"
+        )
+    yellow = {url: note for url, note in notes.items() if note}
+    if yellow:
+        return "degraded", f"{DEGRADED}: {_summarise(yellow)}"
+    return "healthy", None
+
+
+def next_side_watch(
+    previous: SideWatch,
+    health: SideHealth,
+    reason: str | None,
+    now: float,
+    *,
+    threshold: int,
+    window_seconds: float,
+) -> SideWatch:
+    """Folds one probe round into a vantage point's view of a side.
+
+    A side is down after `threshold` consecutive failing rounds that all fall within
+    `window_seconds`; any round that is not failing ends the streak.
+    """
+    if health == "failing":
+        streak = [t for t in previous.failing_at if now - t <= window_seconds] + [now]
+        streak = streak[-threshold:]
+        if previous.state == "down" or len(streak) >= threshold:
+            state = "down"
+            why = (
+                f"{DOWN}: {len(streak)} consecutive failing rounds in "
+                f"{now - streak[0]:.1f}s: {reason}"
+            )
+        else:
+            state = "suspect"
+            why = f"{SUSPECT}: failing round {len(streak)} of {threshold}: {reason}"
+    else:
+        streak = []
+        state, why = health, reason
+        if previous.state in ("suspect", "down"):
+            rounds = len(previous.failing_at)
+            why = f"{RECOVERED} after {rounds} failing round(s)" + (f"; {reason}" if reason else "")
+    changed_at = now if state != previous.state else previous.changed_at
+    return SideWatch(state=state, reason=why, failing_at=streak, changed_at=changed_at)
+
+
+def _names(views: Sequence[ClusterWatch]) -> str:
+    return ", ".join(v.vantage for v in views)
+
+
+def monitor_decision(
+    *,
+    active: Side | None,
+    active_problem: str | None,
+    views: Sequence[ClusterWatch],
+    vantage_count: int,
+    quorum: int,
+    now: datetime,
+    paused: bool = False,
+    paused_reason: str | None = None,
+    cooldown_until: datetime | None = None,
+    hold_until: datetime | None = None,
+    auto_failover: bool = True,
+    auto_failback: bool = False,
+) -> MonitorDecision:
+    """What the monitor does with what its vantage points see: nothing, alert, or fail over.
+
+    `views` holds the vantage points that answered; one that has not answered counts as
+    not seeing the active side down.
+    """
+    if active is None:
+        return MonitorDecision(action="alert", reason=f"{UNKNOWN_ACTIVE}: {active_problem}")
+    target = other_side(active)
+    misconfigured = [v for v in views if v.side(active).state == "misconfigured"]
+    if misconfigured:
+        return MonitorDecision(
+            action="alert",
+            reason=f"{misconfigured[0].side(active).reason} (seen from {_names(misconfigured)})",
+        )
+    down = [v for v in views if v.side(active).state == "down"]
+    seen = f"{active} down from {len(down)} of {vantage_count} vantage points (quorum {quorum})"
+    if len(down) < quorum:
+        return MonitorDecision(action="none", reason=f"{NOT_CONFIRMED}: {seen}")
+    usable = [v for v in views if v.side(target).state in ("healthy", "degraded")]
+    if len(usable) < quorum:
+        sick = [v for v in views if v not in usable]
+        why = sick[0].side(target).reason if sick else "no vantage point answered"
+        return MonitorDecision(
+            action="alert",
+            reason=f"{BOTH_DOWN}: {seen}, and {target} is not healthy either ({why}); "
+            f"not switching",
+        )
+    if paused:
+        return MonitorDecision(
+            action="alert",
+            reason=f"{PAUSED}: {seen}, but automatic action is paused"
+            + (f" ({paused_reason})" if paused_reason else ""),
+        )
+    if cooldown_until is not None and now < cooldown_until:
+        return MonitorDecision(
+            action="alert",
+            reason=f"{COOLDOWN}: {seen}, but the last failover was less than the cooldown ago; "
+            f"no automatic failover until {cooldown_until.isoformat()}",
+        )
+    if active == "standby" and not auto_failback:
+        return MonitorDecision(
+            action="alert",
+            reason=f"{MANUAL_FAILBACK}: {seen}; moving back to the primary is a person's "
+            f"decision (`failover trigger`, or auto_failback: true in config)",
+        )
+    if hold_until is not None and now < hold_until:
+        return MonitorDecision(
+            action="none",
+            reason=f"{HOLDING_OFF}: {seen}; the last attempt changed nothing, next try after "
+            f"{hold_until.isoformat()}",
+        )
+    if not auto_failover:
+        return MonitorDecision(action="alert", reason=f"{AUTO_OFF}: {seen}; act by hand")
+    return MonitorDecision(
+        action="failover", reason=f"{FAILING_OVER}: {seen}: {down[0].side(active).reason}"
+    )

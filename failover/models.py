@@ -186,10 +186,20 @@ class CheckResult(BaseModel):
 # --- the failover workflow ------------------------------------------------------------------
 
 
+class MonitorConfirmation(BaseModel):
+    """What the monitor saw before it started a failover: the run re-checks it once."""
+
+    vantages_down: list[str]
+    vantage_count: int
+    quorum: int
+    reason: str
+
+
 class FailoverRequest(BaseModel):
     cluster: ClusterConfig
     reason: str = "manual trigger"
     trigger: Trigger = "manual"
+    confirmation: MonitorConfirmation | None = None
 
 
 class StepTiming(BaseModel):
@@ -227,3 +237,124 @@ class FailoverResult(BaseModel):
     @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
+
+
+# --- the monitor ----------------------------------------------------------------------------
+
+WatchState = Literal["healthy", "degraded", "suspect", "down", "misconfigured"]
+SideHealth = Literal["healthy", "degraded", "failing", "misconfigured"]
+
+
+class SideWatch(BaseModel):
+    """One vantage point's view of one side, and the failing streak behind it."""
+
+    state: WatchState = "healthy"
+    reason: str | None = None
+    failing_at: list[float] = Field(
+        default_factory=list, description="epoch seconds of the failing rounds in the streak"
+    )
+    changed_at: float | None = None
+
+
+class ClusterWatch(BaseModel):
+    """What one vantage point sees of both sides; sent to the monitor only when it changes."""
+
+    vantage: str
+    primary: SideWatch = Field(default_factory=SideWatch)
+    standby: SideWatch = Field(default_factory=SideWatch)
+    rounds: int = 0
+    observed_at: float | None = None
+
+    def side(self, side: Side) -> SideWatch:
+        return self.primary if side == "primary" else self.standby
+
+
+class WatchInput(BaseModel):
+    cluster: ClusterConfig
+    vantage: str
+    last: ClusterWatch | None = None
+    max_seconds: float
+
+
+class WatchProgress(BaseModel):
+    """Heartbeat details of a running watch: proof of life for operators and tests."""
+
+    rounds: int
+    last_round_at: float
+    primary: WatchState
+    standby: WatchState
+    max_lateness_ms: float
+    view: ClusterWatch | None = None
+
+
+class MonitorDecision(BaseModel):
+    action: Literal["none", "alert", "failover"]
+    reason: str
+
+
+class MonitorEvent(BaseModel):
+    at: datetime
+    kind: str
+    reason: str
+
+
+class FailoverRecord(BaseModel):
+    workflow_id: str
+    run_id: str
+    started_at: datetime
+    reason: str
+    result: Outcome | None = None
+    result_reason: str | None = None
+    finished_at: datetime | None = None
+    from_side: Side | None = None
+    to_side: Side | None = None
+
+
+class MonitorState(BaseModel):
+    """Everything a monitor carries across continue-as-new."""
+
+    cluster: str
+    active: Side | None = None
+    active_problem: str | None = None
+    active_read_at: datetime | None = None
+    views: dict[str, ClusterWatch] = Field(default_factory=dict)
+    unreachable_vantages: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+    paused_reason: str | None = None
+    paused_by: str | None = None
+    cooldown_until: datetime | None = None
+    hold_until: datetime | None = None
+    last_decision: MonitorDecision | None = None
+    failovers: list[FailoverRecord] = Field(default_factory=list)
+    events: list[MonitorEvent] = Field(default_factory=list)
+    generation: int = 1
+
+
+class MonitorInput(BaseModel):
+    cluster: ClusterConfig
+    task_queue: str
+    state: MonitorState | None = None
+    max_history_events: int = Field(default=10_000, ge=20)
+
+
+class MonitorStatus(BaseModel):
+    phase: Literal["starting", "watching", "failing_over"]
+    vantages: list[str]
+    quorum: int
+    history_length: int
+    state: MonitorState
+
+
+class PauseRequest(BaseModel):
+    reason: str = ""
+    identity: str = ""
+
+
+class StartFailoverInput(BaseModel):
+    request: FailoverRequest
+    task_queue: str
+
+
+class FailoverStarted(BaseModel):
+    workflow_id: str
+    run_id: str

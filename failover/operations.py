@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from failover.config import ClusterConfig
-from failover.models import FailoverRequest, FailoverResult, FailoverStatus, Trigger
+from failover.config import AppConfig, ClusterConfig
+from failover.models import (
+    FailoverRequest,
+    FailoverResult,
+    FailoverStatus,
+    MonitorConfirmation,
+    MonitorInput,
+    MonitorStatus,
+    PauseRequest,
+    Trigger,
+)
 
 FAILOVER_WORKFLOW = "FailoverWorkflow"
+MONITOR_WORKFLOW = "MonitorWorkflow"
 
 
 def failover_workflow_id(cluster: str) -> str:
@@ -24,6 +39,7 @@ async def start_or_attach_failover(
     task_queue: str,
     reason: str,
     trigger: Trigger = "manual",
+    confirmation: MonitorConfirmation | None = None,
 ) -> WorkflowHandle[Any, FailoverResult]:
     """Starts `failover-<cluster>`, or returns the run already in progress.
 
@@ -32,7 +48,7 @@ async def start_or_attach_failover(
     """
     return await client.start_workflow(
         FAILOVER_WORKFLOW,
-        FailoverRequest(cluster=cluster, reason=reason, trigger=trigger),
+        FailoverRequest(cluster=cluster, reason=reason, trigger=trigger, confirmation=confirmation),
         id=failover_workflow_id(cluster.name),
         task_queue=task_queue,
         result_type=FailoverResult,
@@ -69,3 +85,64 @@ async def list_failover_clusters(client: Client) -> list[str]:
         if cluster not in seen:
             seen.append(cluster)
     return seen
+
+
+# --- monitors --------------------------------------------------------------------------------
+
+
+def monitor_workflow_id(cluster: str) -> str:
+    return f"monitor-{cluster}"
+
+
+async def ensure_monitor(
+    client: Client, cluster: ClusterConfig, *, task_queue: str, max_history_events: int = 10_000
+) -> WorkflowHandle[Any, None]:
+    """Starts `monitor-<cluster>`, or hands the running one the current config.
+
+    Signal-with-start does both in one call, so every worker start (and `monitor start`)
+    leaves exactly one monitor per cluster, watching with the config on disk.
+    """
+    return await client.start_workflow(
+        MONITOR_WORKFLOW,
+        MonitorInput(cluster=cluster, task_queue=task_queue, max_history_events=max_history_events),
+        id=monitor_workflow_id(cluster.name),
+        task_queue=task_queue,
+        start_signal="configure",
+        start_signal_args=[cluster],
+        static_summary=f"{cluster.name}: monitor",
+    )
+
+
+async def ensure_monitors(client: Client, config: AppConfig) -> list[str]:
+    """One running monitor per cluster with monitoring enabled; returns their workflow ids."""
+    started = []
+    for cluster in config.clusters:
+        if cluster.monitor.enabled:
+            handle = await ensure_monitor(client, cluster, task_queue=config.task_queue)
+            started.append(handle.id)
+    return started
+
+
+async def monitor_status(client: Client, cluster: str) -> MonitorStatus:
+    handle = client.get_workflow_handle(monitor_workflow_id(cluster))
+    return await handle.query("status", result_type=MonitorStatus)
+
+
+async def pause_monitor(
+    client: Client, cluster: str, *, reason: str, identity: str, paused: bool = True
+) -> MonitorStatus:
+    """Pauses (or resumes) automatic action; the monitor keeps probing and alerting."""
+    handle = client.get_workflow_handle(monitor_workflow_id(cluster))
+    try:
+        return await handle.execute_update(
+            "pause" if paused else "resume",
+            PauseRequest(reason=reason, identity=identity),
+            result_type=MonitorStatus,
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise MonitorRefused(getattr(cause, "message", None) or str(cause)) from None
+
+
+class MonitorRefused(Exception):
+    """The monitor refused an operator's request; the message says why."""

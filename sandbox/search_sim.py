@@ -669,6 +669,15 @@ async def _released_within(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 def _drop(request: web.BaseRequest) -> web.StreamResponse:
     """Cut the TCP connection with no HTTP answer, as a crashed or killed node does."""
     transport = request.transport
@@ -833,6 +842,10 @@ class SimulatedCluster:
             for i in range(node_count)
         ]
         self._lock = asyncio.Lock()
+        # Client addresses cut off from every node, as a network partition between one
+        # vantage point and the cluster: their packets go unanswered until healed.
+        self.partitioned_from: frozenset[str] = frozenset()
+        self._partition_healed = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
         self._errors: list[Exception] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -921,6 +934,15 @@ class SimulatedCluster:
             target.fault = dataclasses.replace(fault)
             target.fault_since = now
         self._schedule_transitions()
+
+    def partition(self, sources: list[str]) -> None:
+        """Cut these client addresses off: their requests hang until `heal()`."""
+        self._partition_healed = asyncio.Event()
+        self.partitioned_from = frozenset(sources)
+
+    def heal(self) -> None:
+        self.partitioned_from = frozenset()
+        self._partition_healed.set()
 
     def faults(self) -> list[NodeFault]:
         """Copies of the current per-node faults."""
@@ -1044,6 +1066,9 @@ class SimulatedCluster:
         released = node.released
         self.in_flight += 1
         try:
+            if request.remote in self.partitioned_from:
+                await _first_of(released, self._partition_healed)
+                raise _Dropped
             mode = node.mode_now()
             if mode is FaultMode.SLOW and await _released_within(
                 released, node.fault.slow_ms / 1000

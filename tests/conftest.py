@@ -7,6 +7,7 @@ embedded stack, so timers and activity round trips cost milliseconds, not second
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -45,7 +46,7 @@ from sandbox.stack import (
     route53_switch,
     sandbox_config,
 )
-from worker import aws_client_factory, build_worker
+from worker import aws_client_factory, build_vantage_worker, build_worker
 
 for _key, _value in SANDBOX_AWS_ENV.items():
     os.environ.setdefault(_key, _value)
@@ -141,16 +142,23 @@ async def _reset_moto(moto_url: str) -> None:
         (await client.post(f"{moto_url}/moto-api/reset")).raise_for_status()
 
 
+# Source addresses of the two extra vantage workers: a partition can cut off one of them.
+VANTAGE_SOURCES = ("127.0.4.2", "127.0.4.3")
+
+
 async def _make_stack(
     mode: str,
     temporal_env: WorkflowEnvironment,
     moto_url: str,
     aws_proxy: AwsFaultProxy,
     fleet: SimulatorFleet,
+    *,
+    monitored: bool = False,
 ) -> AsyncIterator[Stack]:
     await _reset_moto(moto_url)
     aws_proxy.reset()
     for name in fleet.clusters:
+        fleet.clusters[name].heal()
         fleet.set_fault(name, None, NodeFault(FaultMode.HEALTHY))
         await fleet.clusters[name].settle()
     direct = AwsSettings(endpoint_url=moto_url)
@@ -190,9 +198,25 @@ async def _make_stack(
     cluster["probe"].update(interval_seconds=0.1, timeout_seconds=0.5, verify_attempts=3)
     if mode == "dns":
         cluster["switch"]["insync_poll_seconds"] = 0.1
+    vantage_queues = [f"{raw['task_queue']}-vantage-{n}" for n in ("b", "c")]
+    if monitored:
+        # Three vantage points: this worker's queue and two probe workers, quorum 2.
+        cluster["probe"].update(interval_seconds=0.2, timeout_seconds=0.5)
+        cluster["monitor"] = {
+            "vantage_points": [raw["task_queue"], *vantage_queues],
+            "quorum": 2,
+            "cooldown_seconds": 600,
+        }
     config = parse_config(raw)
-    worker = build_worker(temporal_env.client, aws=config.aws, task_queue=config.task_queue)
-    async with worker:
+    workers = [build_worker(temporal_env.client, aws=config.aws, task_queue=config.task_queue)]
+    if monitored:
+        workers += [
+            build_vantage_worker(temporal_env.client, task_queue=queue, local_address=source)
+            for queue, source in zip(vantage_queues, VANTAGE_SOURCES, strict=True)
+        ]
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
         yield Stack(
             client=temporal_env.client,
             config=config,
@@ -225,6 +249,18 @@ async def nlb_stack(
 ) -> AsyncIterator[Stack]:
     """NLB mode: the target group starts with the primary's nodes registered."""
     async for made in _make_stack("nlb", temporal_env, moto_url, aws_proxy, fleet):
+        yield made
+
+
+@pytest_asyncio.fixture
+async def monitor_stack(
+    temporal_env: WorkflowEnvironment,
+    moto_url: str,
+    aws_proxy: AwsFaultProxy,
+    fleet: SimulatorFleet,
+) -> AsyncIterator[Stack]:
+    """Route 53 mode with three vantage workers (quorum 2); the test starts the monitor."""
+    async for made in _make_stack("dns", temporal_env, moto_url, aws_proxy, fleet, monitored=True):
         yield made
 
 

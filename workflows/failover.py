@@ -112,17 +112,22 @@ class FailoverWorkflow:
     # --- steps -----------------------------------------------------------------------------
 
     async def _confirm(self, cluster: ClusterConfig, active: Side) -> str | None:
-        """Probes the active side `failure_threshold` times; any healthy round ends it."""
+        """Probes the active side `failure_threshold` times; any healthy round ends it.
+
+        When the monitor started the run it has already seen those rounds from a quorum
+        of vantage points: one fresh round guards against a recovery since then.
+        """
         probe = cluster.probe
+        threshold = 1 if self._request.confirmation is not None else probe.failure_threshold
         rounds: list[dict[str, str | None]] = []
-        for round_number in range(1, probe.failure_threshold + 1):
+        for round_number in range(1, threshold + 1):
             problems = await self._probe(cluster, active)
             rounds.append(problems)
-            if decisions.side_down_reason(problems) is None:
+            if decisions.side_down_reason(problems, probe.down_share) is None:
                 break
-            if round_number < probe.failure_threshold:
+            if round_number < threshold:
                 await workflow.sleep(timedelta(seconds=probe.interval_seconds))
-        return decisions.confirmation_refusal(rounds, probe.failure_threshold)
+        return decisions.confirmation_refusal(rounds, threshold, probe.down_share)
 
     async def _flush_caches(self, cluster: ClusterConfig, step: str) -> None:
         """Flushes the app caches, then Varnish; a failed flush is a warning, never a rollback.
@@ -238,6 +243,7 @@ class FailoverWorkflow:
         return decisions.node_problems(
             probe.nodes,
             expected_cluster_name=settings.expected_cluster_name,
+            expected_cluster_uuid=settings.expected_cluster_uuid,
             yellow_policy=cluster.probe.yellow_policy,
         )
 

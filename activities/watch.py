@@ -1,0 +1,204 @@
+"""The monitor's eyes: a long-running activity that probes a cluster round after round.
+
+It follows Temporal's "frequent polling" pattern: the loop runs inside one activity that
+heartbeats its progress, and it returns to the workflow only when what this vantage point
+sees changes (healthy → suspect → down, or back). A healthy cluster therefore costs its
+monitor a handful of history events an hour, whatever the probe interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import httpx
+from temporalio import activity
+
+from activities.search_probe import probe_client, probe_node
+from failover import decisions
+from failover.config import ClusterConfig, ClusterSide
+from failover.models import ClusterWatch, Side, WatchInput, WatchProgress
+
+BEAT_EVERY_SECONDS = 0.5
+# `GET /` (the cluster_uuid) is asked of a node when first reached (or reached again after
+# failing) and every this many rounds; the other rounds ask only _cluster/health, which
+# names the cluster too, and reuse the uuid last seen.
+IDENTITY_EVERY_ROUNDS = 10
+
+Clients = dict[Side, httpx.AsyncClient]
+
+
+def changed(before: ClusterWatch, after: ClusterWatch) -> bool:
+    return (before.primary.state, before.standby.state) != (
+        after.primary.state,
+        after.standby.state,
+    )
+
+
+class ClusterWatchActivities:
+    """`local_address` pins the probes' source address: in the sandbox each vantage worker
+    gets its own, so a partition can be injected for one vantage point alone."""
+
+    def __init__(self, *, local_address: str | None = None) -> None:
+        self.local_address = local_address
+        # How late each round started against its schedule (ms): the scale bench reads it.
+        self.round_lateness_ms: deque[float] = deque(maxlen=200_000)
+        self.node_probes = 0
+
+    @activity.defn(name="watch_cluster")
+    async def watch_cluster(self, request: WatchInput) -> ClusterWatch:
+        cluster = request.cluster
+        reported = request.last or ClusterWatch(vantage=request.vantage)
+        view = _resumed_view(reported)
+        view.vantage = request.vantage
+        interval = cluster.probe.interval_seconds
+        deadline = time.monotonic() + request.max_seconds
+        progress = WatchProgress(
+            rounds=0,
+            last_round_at=0.0,
+            primary=view.primary.state,
+            standby=view.standby.state,
+            max_lateness_ms=0.0,
+            view=view,
+        )
+        identities: dict[str, str | None] = {}
+        async with self._clients(cluster) as clients, _beating(progress):
+            # Keep the cadence across watches: a watch that just returned a change must not
+            # probe again at once, or a short outage would count one extra failing round.
+            next_at = time.monotonic()
+            if reported.observed_at is not None:
+                next_at += max(0.0, reported.observed_at + interval - time.time())
+                await asyncio.sleep(next_at - time.monotonic())
+            while True:
+                lateness = (time.monotonic() - next_at) * 1000
+                self.round_lateness_ms.append(lateness)
+                view = await self._round(cluster, clients, view, identities)
+                progress.rounds += 1
+                progress.last_round_at = view.observed_at or 0.0
+                progress.primary, progress.standby = view.primary.state, view.standby.state
+                progress.max_lateness_ms = max(progress.max_lateness_ms, lateness)
+                progress.view = view
+                if changed(reported, view):
+                    return view
+                next_at += interval
+                now = time.monotonic()
+                if next_at < now:  # a slow round (timeouts): skip the slots it overran
+                    next_at += ((now - next_at) // interval + 1) * interval
+                if next_at >= deadline:
+                    return view
+                await asyncio.sleep(next_at - now)
+
+    async def _round(
+        self,
+        cluster: ClusterConfig,
+        clients: Clients,
+        view: ClusterWatch,
+        identities: dict[str, str | None],
+    ) -> ClusterWatch:
+        sides: tuple[Side, Side] = ("primary", "standby")
+        results = await asyncio.gather(
+            *(
+                self._side_health(cluster, side, clients[side], identities, view.rounds)
+                for side in sides
+            )
+        )
+        now = time.time()
+        probe = cluster.probe
+        after = view.model_copy()
+        for side, (health, reason) in zip(sides, results, strict=True):
+            folded = decisions.next_side_watch(
+                view.side(side),
+                health,
+                reason,
+                now,
+                threshold=probe.failure_threshold,
+                window_seconds=probe.window_seconds,
+            )
+            setattr(after, side, folded)
+        after.rounds = view.rounds + 1
+        after.observed_at = now
+        return after
+
+    async def _side_health(
+        self,
+        cluster: ClusterConfig,
+        side: Side,
+        client: httpx.AsyncClient,
+        identities: dict[str, str | None],
+        round_number: int,
+    ) -> tuple[decisions.SideHealth, str | None]:
+        settings = cluster.primary if side == "primary" else cluster.standby
+        timeout = cluster.probe.timeout_seconds
+        urls = [str(n) for n in settings.nodes]
+        ask = {
+            url: round_number % IDENTITY_EVERY_ROUNDS == 0 or url not in identities for url in urls
+        }
+        probes = await asyncio.gather(
+            *(probe_node(client, url, timeout, identity=ask[url]) for url in urls)
+        )
+        self.node_probes += len(probes)
+        for probe in probes:
+            answered = probe.error is None and (probe.http_status or 200) < 400
+            if not answered:
+                identities.pop(probe.url, None)  # ask again once it answers
+            elif ask[probe.url]:
+                identities[probe.url] = probe.cluster_uuid
+            else:
+                probe.cluster_uuid = identities.get(probe.url)
+        problems = decisions.node_problems(
+            probes,
+            expected_cluster_name=settings.expected_cluster_name,
+            expected_cluster_uuid=settings.expected_cluster_uuid,
+            yellow_policy=cluster.probe.yellow_policy,
+        )
+        notes = {p.url: decisions.node_degraded(p) for p in probes}
+        return decisions.side_health(problems, notes, down_share=cluster.probe.down_share)
+
+    @contextlib.asynccontextmanager
+    async def _clients(
+        self, cluster: ClusterConfig
+    ) -> AsyncIterator[dict[Side, httpx.AsyncClient]]:
+        """One keep-alive client per side for the whole watch, not one per round."""
+        timeout = cluster.probe.timeout_seconds
+        sides: dict[Side, ClusterSide] = {"primary": cluster.primary, "standby": cluster.standby}
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {
+                side: await stack.enter_async_context(
+                    probe_client(settings, timeout, local_address=self.local_address)
+                )
+                for side, settings in sides.items()
+            }
+            yield clients
+
+
+def _resumed_view(reported: ClusterWatch) -> ClusterWatch:
+    """After a worker crash, carry on from the last heartbeat rather than the last report."""
+    details = activity.info().heartbeat_details
+    if activity.info().attempt > 1 and details:
+        # The SDK hands heartbeat details over converted without a type: a plain dict.
+        with contextlib.suppress(ValueError):
+            resumed = WatchProgress.model_validate(details[0])
+            if resumed.view is not None:
+                return resumed.view
+    return reported.model_copy(deep=True)
+
+
+@contextlib.asynccontextmanager
+async def _beating(progress: WatchProgress) -> AsyncIterator[None]:
+    """Heartbeats the progress (with the view, to resume from) every half second."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(progress.model_copy())
+            await asyncio.sleep(BEAT_EVERY_SECONDS)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,503 @@
+"""Monitor scenarios on the real dev server and the cluster simulator, three vantage points.
+
+Each test injects one fault and asserts what the monitor decided and why, by the stable
+reason prefixes of failover.decisions. A test that expects no failover first waits until
+every vantage point has probed the fault for several rounds (read from the watches'
+heartbeat details), so "nothing happened" is observed, not assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+
+from failover import decisions
+from failover.config import ClusterConfig
+from failover.models import (
+    FailoverResult,
+    MonitorEvent,
+    MonitorStatus,
+    Outcome,
+    WatchProgress,
+)
+from failover.operations import (
+    MonitorRefused,
+    ensure_monitor,
+    failover_workflow_id,
+    monitor_status,
+    monitor_workflow_id,
+    pause_monitor,
+)
+from sandbox.search_sim import FaultMode, NodeFault
+from sandbox.stack import PRIMARY_SIM, STANDBY_SIM, STANDBY_VALUE
+from sandbox.waiting import wait_for
+from tests.conftest import VANTAGE_SOURCES, Stack
+
+DEADLINE_S = 20.0
+
+
+def tuned(
+    cluster: ClusterConfig, *, probe: dict[str, Any] | None = None, **monitor: Any
+) -> ClusterConfig:
+    """The stack's cluster with some probe or monitor settings changed, validated again."""
+    data = cluster.model_dump(mode="json")
+    data["probe"].update(probe or {})
+    data["monitor"].update(monitor)
+    return ClusterConfig.model_validate(data)
+
+
+class Monitor:
+    """The monitor under test, and ways to wait on what it sees and decides."""
+
+    def __init__(self, stack: Stack, cluster: ClusterConfig) -> None:
+        self.stack = stack
+        self.cluster = cluster
+        self.handle: WorkflowHandle[Any, Any] | None = None
+
+    async def start(self, *, max_history_events: int = 10_000) -> Monitor:
+        self.handle = await ensure_monitor(
+            self.stack.client,
+            self.cluster,
+            task_queue=self.stack.task_queue,
+            max_history_events=max_history_events,
+        )
+        await self.wait_rounds(2)
+        return self
+
+    async def stop(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(RPCError):
+                await self.handle.terminate("test over")
+
+    async def status(self) -> MonitorStatus:
+        return await monitor_status(self.stack.client, self.cluster.name)
+
+    async def progress(self) -> dict[str, WatchProgress]:
+        """Each running watch's last heartbeat: rounds probed and what it sees now."""
+        handle = self.stack.client.get_workflow_handle(monitor_workflow_id(self.cluster.name))
+        description = await handle.describe()
+        converter = self.stack.client.data_converter
+        found: dict[str, WatchProgress] = {}
+        for pending in description.raw_description.pending_activities:
+            if pending.activity_type.name != "watch_cluster":
+                continue
+            payloads = pending.heartbeat_details.payloads
+            if not payloads:
+                continue
+            progress = (await converter.decode(payloads[:1], [WatchProgress]))[0]
+            if progress.view is not None:
+                found[progress.view.vantage] = progress
+        return found
+
+    async def wait_rounds(self, rounds: int, *, since: dict[str, int] | None = None) -> None:
+        """Until every vantage point's watch has probed `rounds` more rounds."""
+        base = since or {}
+
+        async def enough() -> bool:
+            progress = await self.progress()
+            vantages = self.cluster.monitor.vantages(self.stack.task_queue)
+            return all(
+                v in progress and progress[v].rounds >= base.get(v, 0) + rounds for v in vantages
+            )
+
+        await wait_for(
+            enough, what=f"{rounds} probe rounds from every vantage", timeout_s=DEADLINE_S
+        )
+
+    async def rounds_now(self) -> dict[str, int]:
+        return {v: p.rounds for v, p in (await self.progress()).items()}
+
+    async def wait_event(self, match: Callable[[MonitorEvent], bool], what: str) -> MonitorEvent:
+        found: list[MonitorEvent] = []
+
+        async def seen() -> bool:
+            events = (await self.status()).state.events
+            found[:] = [e for e in events if match(e)]
+            return bool(found)
+
+        await wait_for(seen, what=what, timeout_s=DEADLINE_S)
+        return found[0]
+
+    async def wait_decision(self, prefix: str) -> MonitorEvent:
+        return await self.wait_event(
+            lambda e: (
+                e.kind in ("alert", "decision_none", "decision_failover")
+                and e.reason.startswith(prefix)
+            ),
+            f"a decision starting {prefix!r}",
+        )
+
+    async def failover_result(self) -> FailoverResult:
+        await self.wait_event(lambda e: e.kind == "failover_finished", "the failover to finish")
+        handle = self.stack.client.get_workflow_handle(
+            failover_workflow_id(self.cluster.name), result_type=FailoverResult
+        )
+        return await handle.result()
+
+    async def failover_runs(self) -> int:
+        query = f"WorkflowId = '{failover_workflow_id(self.cluster.name)}'"
+        return len([w async for w in self.stack.client.list_workflows(query)])
+
+    async def assert_no_failover(self) -> None:
+        assert not [e for e in (await self.status()).state.events if e.kind == "failover_started"]
+        try:
+            await self.stack.client.get_workflow_handle(
+                failover_workflow_id(self.cluster.name)
+            ).describe()
+        except RPCError:
+            return
+        raise AssertionError("a failover workflow exists")
+
+
+MonitorFactory = Callable[..., Awaitable["Monitor"]]
+
+
+@pytest.fixture
+async def monitor_of(monitor_stack: Stack) -> AsyncIterator[MonitorFactory]:
+    started: list[Monitor] = []
+
+    async def start(cluster: ClusterConfig | None = None, **kwargs: Any) -> Monitor:
+        monitor = Monitor(monitor_stack, cluster or monitor_stack.cluster)
+        started.append(monitor)
+        return await monitor.start(**kwargs)
+
+    yield start
+    for monitor in started:
+        await monitor.stop()
+
+
+async def fault_all(stack: Stack, sim: str, fault: NodeFault) -> None:
+    stack.fleet.set_fault(sim, None, fault)
+    await stack.fleet.clusters[sim].settle()
+
+
+# --- failing: the monitor fails over by itself ------------------------------------------
+
+
+async def test_all_nodes_down_fails_over(monitor_stack: Stack, monitor_of: MonitorFactory) -> None:
+    monitor = await monitor_of()
+    faulted_at = time.monotonic()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    decision = await monitor.wait_decision(decisions.FAILING_OVER)
+    assert re.search(r"primary down from [23] of 3 vantage points \(quorum 2\)", decision.reason)
+    assert decisions.UNREACHABLE in decision.reason
+    result = await monitor.failover_result()
+    print(f"detected and switched in {time.monotonic() - faulted_at:.2f}s")
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert result.trigger == "monitor"
+    assert (result.from_side, result.to_side) == ("primary", "standby")
+    assert monitor_stack.record_values() == [STANDBY_VALUE]
+
+    async def standby_active() -> bool:
+        return (await monitor.status()).state.active == "standby"
+
+    await wait_for(standby_active, what="the monitor to read the standby as active")
+    assert (await monitor.status()).state.cooldown_until is not None
+    assert await monitor.failover_runs() == 1
+
+
+async def expect_failover(stack: Stack, monitor: Monitor, reason_part: str) -> None:
+    decision = await monitor.wait_decision(decisions.FAILING_OVER)
+    assert reason_part in decision.reason, decision.reason
+    result = await monitor.failover_result()
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert result.trigger == "monitor"
+    assert stack.record_values() == [STANDBY_VALUE]
+    # The run re-checked once: the monitor's rounds were its confirmation.
+    confirm = [s for s in result.steps if s.name == "confirm"]
+    assert confirm and confirm[0].outcome == "ok"
+
+
+async def test_majority_of_nodes_down_no_master_fails_over(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """Two of three nodes gone: the survivor has no master and answers 503 to health."""
+    monitor = await monitor_of()
+    for node in (0, 1):
+        monitor_stack.fleet.set_fault(PRIMARY_SIM, node, NodeFault(FaultMode.DOWN))
+    await monitor_stack.fleet.clusters[PRIMARY_SIM].settle()
+    await expect_failover(monitor_stack, monitor, "HTTP 503 master_not_discovered_exception")
+
+
+async def test_connection_refused_fails_over(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    await expect_failover(monitor_stack, monitor, "unreachable: connection failed")
+
+
+async def test_hang_fails_over_on_timeouts(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HANG))
+    await expect_failover(monitor_stack, monitor, "unreachable: timeout after 0.5s")
+
+
+async def test_http_500_fails_over(monitor_stack: Stack, monitor_of: MonitorFactory) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HTTP_500))
+    await expect_failover(monitor_stack, monitor, "http error: HTTP 500")
+
+
+async def test_red_fails_over(monitor_stack: Stack, monitor_of: MonitorFactory) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.RED))
+    await expect_failover(monitor_stack, monitor, decisions.STATUS_RED)
+
+
+async def test_wrong_cluster_fails_over(monitor_stack: Stack, monitor_of: MonitorFactory) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.WRONG_CLUSTER))
+    await expect_failover(monitor_stack, monitor, decisions.WRONG_CLUSTER)
+
+
+async def test_wrong_cluster_uuid_is_failing(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """Same cluster_name, different cluster_uuid: a rebuilt cluster is not ours."""
+    data = monitor_stack.cluster.model_dump(mode="json")
+    data["primary"]["expected_cluster_uuid"] = "not-the-primary-uuid"
+    monitor = await monitor_of(ClusterConfig.model_validate(data))
+    await expect_failover(monitor_stack, monitor, "expected cluster_uuid 'not-the-primary-uuid'")
+
+
+# --- not failing: the monitor holds still, and says why -----------------------------------
+
+
+async def observe_quietly(monitor: Monitor, rounds: int = 8) -> None:
+    """Lets every vantage point probe `rounds` more rounds, then checks nothing was started."""
+    await monitor.wait_rounds(rounds, since=await monitor.rounds_now())
+    await monitor.assert_no_failover()
+
+
+async def test_one_node_down_is_degraded_not_down(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    monitor_stack.fleet.set_fault(PRIMARY_SIM, 0, NodeFault(FaultMode.DOWN))
+    await monitor_stack.fleet.clusters[PRIMARY_SIM].settle()
+    seen = await monitor.wait_event(
+        lambda e: e.kind == "observed" and "primary degraded" in e.reason, "primary degraded"
+    )
+    assert "degraded: 1 of 3 nodes failing" in seen.reason
+    assert decisions.UNREACHABLE in seen.reason
+    await observe_quietly(monitor)
+    decision = (await monitor.status()).state.last_decision
+    assert decision is not None and decision.action == "none"
+    assert decision.reason == (
+        f"{decisions.NOT_CONFIRMED}: primary down from 0 of 3 vantage points (quorum 2)"
+    )
+
+
+async def test_slow_under_timeout_stays_healthy(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.SLOW, slow_ms=150))
+    await observe_quietly(monitor)
+    status = await monitor.status()
+    assert not [e for e in status.state.events if e.kind == "observed"]
+    assert all(p.primary == "healthy" for p in (await monitor.progress()).values())
+    assert status.state.last_decision is not None
+    assert status.state.last_decision.reason.startswith(decisions.NOT_CONFIRMED)
+
+
+async def test_yellow_is_degraded_never_a_failover(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.YELLOW))
+    seen = await monitor.wait_event(
+        lambda e: e.kind == "observed" and "primary degraded" in e.reason, "primary degraded"
+    )
+    assert decisions.STATUS_YELLOW in seen.reason
+    await observe_quietly(monitor)
+    decision = (await monitor.status()).state.last_decision
+    assert decision is not None and decision.reason.startswith(decisions.NOT_CONFIRMED)
+
+
+async def test_flapping_every_2s_never_confirms(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """Up 2 s, down 2 s: at a 1.25 s interval no 3 failing rounds ever come in a row.
+
+    (At 1 s a round can land on both edges of a 2 s outage; 1.25 s leaves no doubt.)
+    """
+    cluster = tuned(monitor_stack.cluster, probe={"interval_seconds": 1.25})
+    monitor = await monitor_of(cluster)
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.FLAPPING, flap_period_s=2.0))
+
+    async def recoveries() -> int:
+        events = (await monitor.status()).state.events
+        return len([e for e in events if e.kind == "observed" and decisions.RECOVERED in e.reason])
+
+    async def two_cycles_seen() -> bool:
+        return await recoveries() >= 2 * 3  # every vantage point, twice
+
+    await wait_for(two_cycles_seen, what="two flap cycles from every vantage", timeout_s=30)
+    await monitor.assert_no_failover()
+    events = (await monitor.status()).state.events
+    assert any(e.kind == "observed" and "primary suspect" in e.reason for e in events)
+    assert not any(e.kind == "observed" and "primary down" in e.reason for e in events)
+
+
+async def test_401_alerts_and_never_fails_over(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.UNAUTHORIZED))
+    alert = await monitor.wait_decision(decisions.CONFIG_ERROR)
+    assert alert.kind == "alert"
+    assert "auth rejected: HTTP 401" in alert.reason
+    await observe_quietly(monitor)
+
+
+async def test_partition_seen_by_one_vantage_does_not_fail_over(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    cut_off = monitor.cluster.monitor.vantage_points[1]
+    monitor_stack.fleet.clusters[PRIMARY_SIM].partition([VANTAGE_SOURCES[0]])
+    seen = await monitor.wait_event(
+        lambda e: e.kind == "observed" and e.reason.startswith(f"{cut_off} sees primary down"),
+        "the cut-off vantage point to see the primary down",
+    )
+    assert "timeout" in seen.reason
+    decision = await monitor.wait_decision(
+        f"{decisions.NOT_CONFIRMED}: primary down from 1 of 3 vantage points (quorum 2)"
+    )
+    assert decision.kind == "decision_none"
+    await observe_quietly(monitor)
+    other = {v: p.primary for v, p in (await monitor.progress()).items() if v != cut_off}
+    assert set(other.values()) == {"healthy"}, other
+
+
+async def test_standby_also_down_alerts_and_does_not_switch(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    await fault_all(monitor_stack, STANDBY_SIM, NodeFault(FaultMode.DOWN))
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    alert = await monitor.wait_decision(decisions.BOTH_DOWN)
+    assert alert.kind == "alert"
+    assert "standby is not healthy either" in alert.reason
+    await observe_quietly(monitor)
+    assert monitor_stack.record_values() != [STANDBY_VALUE]
+
+
+async def test_primary_recovering_during_confirmation_is_not_failed_over(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    cluster = tuned(monitor_stack.cluster, probe={"interval_seconds": 0.5})
+    monitor = await monitor_of(cluster)
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    await monitor.wait_event(
+        lambda e: e.kind == "observed" and "primary suspect" in e.reason, "primary suspect"
+    )
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HEALTHY))
+    recovered = await monitor.wait_event(
+        lambda e: e.kind == "observed" and decisions.RECOVERED in e.reason, "recovery"
+    )
+    assert "primary healthy" in recovered.reason
+    await observe_quietly(monitor, rounds=4)
+    decision = (await monitor.status()).state.last_decision
+    assert decision is not None and decision.reason.startswith(decisions.NOT_CONFIRMED)
+
+
+# --- anti-flapping and operators --------------------------------------------------------
+
+
+async def test_cooldown_blocks_a_second_failover(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """Even with automatic failback allowed, nothing moves again within the cooldown."""
+    monitor = await monitor_of(tuned(monitor_stack.cluster, auto_failback=True))
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    await expect_failover(monitor_stack, monitor, "unreachable")
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HEALTHY))
+    await fault_all(monitor_stack, STANDBY_SIM, NodeFault(FaultMode.DOWN))
+    alert = await monitor.wait_decision(decisions.COOLDOWN)
+    assert "standby down from" in alert.reason
+    await observe_quietly_after_failover(monitor)
+
+
+async def observe_quietly_after_failover(monitor: Monitor) -> None:
+    await monitor.wait_rounds(8, since=await monitor.rounds_now())
+    assert await monitor.failover_runs() == 1
+    assert monitor.stack.record_values() == [STANDBY_VALUE]
+
+
+async def test_failback_is_never_automatic_by_default(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of(tuned(monitor_stack.cluster, cooldown_seconds=0))
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    await expect_failover(monitor_stack, monitor, "unreachable")
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HEALTHY))
+    await fault_all(monitor_stack, STANDBY_SIM, NodeFault(FaultMode.DOWN))
+    alert = await monitor.wait_decision(decisions.MANUAL_FAILBACK)
+    assert "standby down from" in alert.reason
+    await observe_quietly_after_failover(monitor)
+
+
+async def test_pause_blocks_action_but_not_probing(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    client, name = monitor_stack.client, monitor.cluster.name
+    status = await pause_monitor(client, name, reason="search upgrade", identity="ops@example")
+    assert status.state.paused and status.state.paused_by == "ops@example"
+    with pytest.raises(MonitorRefused, match=r"already paused by ops@example \(search upgrade\)"):
+        await pause_monitor(client, name, reason="again", identity="someone")
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    alert = await monitor.wait_decision(decisions.PAUSED)
+    assert alert.reason.endswith("automatic action is paused (search upgrade)")
+    await observe_quietly(monitor)
+    await pause_monitor(client, name, reason="upgrade done", identity="ops@example", paused=False)
+    await expect_failover(monitor_stack, monitor, "unreachable")
+
+
+async def test_continue_as_new_keeps_state(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of(max_history_events=60)
+    client, name = monitor_stack.client, monitor.cluster.name
+    first_run = (await client.get_workflow_handle(monitor_workflow_id(name)).describe()).run_id
+    await pause_monitor(client, name, reason="maintenance", identity="ops@example")
+    sim = monitor_stack.fleet.clusters[PRIMARY_SIM]
+
+    cut_off = monitor.cluster.monitor.vantage_points[1]
+
+    async def sees(state: str) -> bool:
+        progress = (await monitor.progress()).get(cut_off)
+        return progress is not None and progress.primary == state
+
+    async def continued() -> bool:
+        # Each partition and heal is a change one watch reports: history grows.
+        sim.partition([VANTAGE_SOURCES[0]])
+        await wait_for(lambda: sees("down"), what="the cut-off vantage to see down")
+        sim.heal()
+        await wait_for(lambda: sees("healthy"), what="the vantage to see healthy again")
+        return (await monitor.status()).state.generation > 1
+
+    await wait_for(continued, what="the monitor to continue as new", timeout_s=60)
+    description = await client.get_workflow_handle(monitor_workflow_id(name)).describe()
+    assert description.run_id != first_run
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    status = await monitor.status()
+    assert status.state.paused and status.state.paused_reason == "maintenance"
+    assert any(e.kind == "paused" for e in status.state.events)
+    assert any(e.kind == "continued" for e in status.state.events)
+    # Still watching and still paused in the new run.
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    await monitor.wait_decision(decisions.PAUSED)
+    await monitor.assert_no_failover()

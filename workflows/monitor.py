@@ -1,0 +1,415 @@
+"""The always-on monitor of one cluster: watch from every vantage point, decide, fail over.
+
+One workflow per cluster, id `monitor-<cluster>`. Each vantage point (a task queue a
+probe worker polls) runs a long `watch_cluster` activity that reports only changes, so a
+healthy cluster adds almost nothing to history. Every change is judged by one pure
+function, `decisions.monitor_decision`; its reason is recorded and logged. The monitor
+never fails back by itself, holds still during the cooldown after a failover, and can be
+paused. It continues as new before its history grows large, carrying its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from failover import decisions
+    from failover.config import ClusterConfig
+    from failover.models import (
+        ClusterWatch,
+        FailoverRecord,
+        FailoverRequest,
+        FailoverResult,
+        FailoverStarted,
+        FailoverStatus,
+        MonitorConfirmation,
+        MonitorDecision,
+        MonitorEvent,
+        MonitorInput,
+        MonitorState,
+        MonitorStatus,
+        Outcome,
+        PauseRequest,
+        StartFailoverInput,
+        WatchInput,
+        other_side,
+    )
+
+from workflows.steps import AWS_RETRY, HEARTBEAT_TIMEOUT, StepFailed, StepRecorder, failure_reason
+from workflows.switchers import make_switcher
+
+# A watch reports changes only; after this long it returns anyway and is started again.
+WATCH_MAX = timedelta(hours=1)
+# A vantage worker that takes no watch for this long counts as unreachable (and is retried).
+VANTAGE_ABSENT_AFTER = timedelta(seconds=60)
+WATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+# After a failover that changed nothing (not confirmed, aborted) the monitor waits this
+# long before trying again, so a side that stays down cannot start a run every second.
+HOLD_AFTER_REFUSAL = timedelta(seconds=60)
+FAILOVER_AWAIT_TIMEOUT = timedelta(hours=2)
+KEEP_EVENTS = 50
+KEEP_FAILOVERS = 10
+SWITCHED = frozenset(
+    {Outcome.FAILED_OVER, Outcome.FAILED_OVER_WITH_WARNINGS, Outcome.ROLLED_BACK, Outcome.FAILED}
+)
+
+
+@workflow.defn(name="MonitorWorkflow")
+class MonitorWorkflow:
+    @workflow.init
+    def __init__(self, request: MonitorInput) -> None:
+        self._cluster: ClusterConfig = request.cluster
+        self._task_queue = request.task_queue
+        self._max_events = request.max_history_events
+        self._state = (
+            request.state.model_copy(deep=True)
+            if request.state is not None
+            else MonitorState(cluster=request.cluster.name)
+        )
+        self._phase: str = "starting"
+        self._dirty = True
+        self._reconfigured = False
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+
+    @workflow.run
+    async def run(self, request: MonitorInput) -> None:
+        if request.state is None:
+            self._event("started", f"watching from {', '.join(self._vantages)}")
+        else:
+            self._event("continued", f"generation {self._state.generation}, state carried over")
+        await self._read_active_side()
+        self._start_watchers()
+        self._phase = "watching"
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._dirty or self._reconfigured or self._history_full(),
+                    timeout=self._until_next_wake(),
+                )
+            except TimeoutError:
+                await self._read_active_side()
+            if self._history_full():
+                await self._continue_as_new()
+            if self._reconfigured:
+                await self._apply_new_config()
+            self._dirty = False
+            decision = self._decide()
+            self._record(decision)
+            if decision.action == "failover":
+                await self._fail_over(decision)
+
+    # --- the runbook -------------------------------------------------------------------------
+
+    @property
+    def _vantages(self) -> list[str]:
+        return self._cluster.monitor.vantages(self._task_queue)
+
+    @property
+    def _quorum(self) -> int:
+        return self._cluster.monitor.quorum_of(len(self._vantages))
+
+    def _decide(self) -> MonitorDecision:
+        state = self._state
+        answering = [
+            state.views.get(v) or ClusterWatch(vantage=v)
+            for v in self._vantages
+            if v not in state.unreachable_vantages
+        ]
+        return decisions.monitor_decision(
+            active=state.active,
+            active_problem=state.active_problem,
+            views=answering,
+            vantage_count=len(self._vantages),
+            quorum=self._quorum,
+            now=workflow.now(),
+            paused=state.paused,
+            paused_reason=state.paused_reason,
+            cooldown_until=state.cooldown_until,
+            hold_until=state.hold_until,
+            auto_failover=self._cluster.monitor.auto_failover,
+            auto_failback=self._cluster.monitor.auto_failback,
+        )
+
+    async def _fail_over(self, decision: MonitorDecision) -> None:
+        """Starts (or joins) `failover-<cluster>` and waits for its result."""
+        state = self._state
+        assert state.active is not None
+        self._phase = "failing_over"
+        down = [
+            v
+            for v in self._vantages
+            if v not in state.unreachable_vantages
+            and v in state.views
+            and state.views[v].side(state.active).state == "down"
+        ]
+        request = FailoverRequest(
+            cluster=self._cluster,
+            reason=decision.reason,
+            trigger="monitor",
+            confirmation=MonitorConfirmation(
+                vantages_down=down,
+                vantage_count=len(self._vantages),
+                quorum=self._quorum,
+                reason=decision.reason,
+            ),
+        )
+        try:
+            started = await workflow.execute_activity(
+                "start_failover",
+                StartFailoverInput(request=request, task_queue=self._task_queue),
+                result_type=FailoverStarted,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=AWS_RETRY,
+                summary=f"start failover-{self._cluster.name}",
+            )
+        except ActivityError as err:
+            self._alert(f"failover not started: {failure_reason(err)}")
+            state.hold_until = workflow.now() + HOLD_AFTER_REFUSAL
+            self._phase = "watching"
+            return
+        record = FailoverRecord(
+            workflow_id=started.workflow_id,
+            run_id=started.run_id,
+            started_at=workflow.now(),
+            reason=decision.reason,
+            from_side=state.active,
+            to_side=other_side(state.active),
+        )
+        state.failovers = [*state.failovers, record][-KEEP_FAILOVERS:]
+        self._event("failover_started", f"{started.workflow_id} run {started.run_id}")
+        result = await workflow.execute_activity(
+            "await_failover",
+            started,
+            result_type=FailoverResult,
+            start_to_close_timeout=FAILOVER_AWAIT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=WATCH_RETRY,
+            summary=f"await failover-{self._cluster.name}",
+        )
+        now = workflow.now()
+        record.result, record.result_reason, record.finished_at = result.result, result.reason, now
+        self._event("failover_finished", f"{result.result.value}: {result.reason}")
+        if result.result in SWITCHED:
+            state.cooldown_until = now + timedelta(seconds=self._cluster.monitor.cooldown_seconds)
+        else:
+            state.hold_until = now + HOLD_AFTER_REFUSAL
+        await self._read_active_side()
+        self._phase = "watching"
+        self._dirty = True
+
+    async def _read_active_side(self) -> None:
+        """Which side takes traffic, read from AWS (the record or the registered targets)."""
+        switcher = make_switcher(
+            self._cluster,
+            StepRecorder(FailoverStatus(cluster=self._cluster.name, phase="monitor", reason="")),
+        )
+        state = self._state
+        try:
+            snapshot = await switcher.snapshot()
+        except StepFailed as failed:
+            state.active, state.active_problem = None, f"cannot read the switch: {failed}"
+        else:
+            state.active, state.active_problem = switcher.active_side(snapshot)
+        state.active_read_at = workflow.now()
+        self._dirty = True
+
+    # --- watchers ------------------------------------------------------------------------
+
+    def _start_watchers(self) -> None:
+        for vantage in self._vantages:
+            self._watchers[vantage] = asyncio.create_task(self._watch(vantage))
+
+    async def _stop_watchers(self) -> None:
+        for task in self._watchers.values():
+            task.cancel()
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        self._watchers.clear()
+
+    async def _watch(self, vantage: str) -> None:
+        """Keeps one watch running on `vantage`; folds each change it reports into state."""
+        state = self._state
+        failures = 0
+        while True:
+            try:
+                view = await workflow.execute_activity(
+                    "watch_cluster",
+                    WatchInput(
+                        cluster=self._cluster,
+                        vantage=vantage,
+                        last=state.views.get(vantage),
+                        max_seconds=WATCH_MAX.total_seconds(),
+                    ),
+                    result_type=ClusterWatch,
+                    task_queue=vantage,
+                    start_to_close_timeout=WATCH_MAX + timedelta(minutes=1),
+                    schedule_to_start_timeout=VANTAGE_ABSENT_AFTER,
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    retry_policy=WATCH_RETRY,
+                    summary=f"watch {self._cluster.name} from {vantage}",
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise  # stopped for continue-as-new or a new config
+                failures += 1
+                reason = failure_reason(err)
+                if state.unreachable_vantages.get(vantage) != reason:
+                    state.unreachable_vantages[vantage] = reason
+                    self._alert(f"vantage point {vantage} not answering: {reason}")
+                    self._dirty = True
+                await workflow.sleep(timedelta(seconds=min(60, 2**failures)))
+                continue
+            failures = 0
+            if state.unreachable_vantages.pop(vantage, None) is not None:
+                self._event("vantage_back", f"vantage point {vantage} answers again")
+                self._dirty = True
+            previous = state.views.get(vantage) or ClusterWatch(vantage=vantage)
+            state.views[vantage] = view
+            if (previous.primary.state, previous.standby.state) != (
+                view.primary.state,
+                view.standby.state,
+            ):
+                self._event("observed", _describe_view(view))
+                self._dirty = True
+
+    # --- config, continue-as-new, timing --------------------------------------------------
+
+    async def _apply_new_config(self) -> None:
+        self._reconfigured = False
+        await self._stop_watchers()
+        self._state.views = {v: w for v, w in self._state.views.items() if v in self._vantages}
+        self._state.unreachable_vantages.clear()
+        await self._read_active_side()
+        self._start_watchers()
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._max_events
+        )
+
+    async def _continue_as_new(self) -> None:
+        await self._stop_watchers()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._state.generation += 1
+        workflow.continue_as_new(
+            MonitorInput(
+                cluster=self._cluster,
+                task_queue=self._task_queue,
+                state=self._state,
+                max_history_events=self._max_events,
+            )
+        )
+
+    def _until_next_wake(self) -> timedelta | None:
+        """Time to the next refresh of the active side, or to a cooldown or hold-off ending."""
+        state = self._state
+        now = workflow.now()
+        due: list[datetime] = []
+        if state.active_read_at is not None:
+            due.append(
+                state.active_read_at + timedelta(seconds=self._cluster.monitor.refresh_seconds)
+            )
+        due += [t for t in (state.cooldown_until, state.hold_until) if t is not None and t > now]
+        if not due:
+            return None
+        return max(min(due) - now, timedelta(milliseconds=100))
+
+    # --- records ---------------------------------------------------------------------------
+
+    def _event(self, kind: str, reason: str) -> None:
+        event = MonitorEvent(at=workflow.now(), kind=kind, reason=reason)
+        self._state.events = [*self._state.events, event][-KEEP_EVENTS:]
+        workflow.logger.info("monitor %s %s: %s", self._cluster.name, kind, reason)
+
+    def _alert(self, reason: str) -> None:
+        # Notifications to SNS and chat hooks come with the operators' view; until then an
+        # alert is a warning log line and an event in the monitor's status.
+        workflow.logger.warning("monitor alert %s: %s", self._cluster.name, reason)
+        event = MonitorEvent(at=workflow.now(), kind="alert", reason=reason)
+        self._state.events = [*self._state.events, event][-KEEP_EVENTS:]
+
+    def _record(self, decision: MonitorDecision) -> None:
+        """Every new decision is kept; a repeat of the last one is not (no alert storms)."""
+        if self._state.last_decision == decision:
+            return
+        self._state.last_decision = decision
+        if decision.action == "alert":
+            self._alert(decision.reason)
+        else:
+            self._event(f"decision_{decision.action}", decision.reason)
+
+    # --- operators -------------------------------------------------------------------------
+
+    @workflow.query(name="status")
+    def status(self) -> MonitorStatus:
+        return MonitorStatus(
+            phase=self._phase,  # type: ignore[arg-type]
+            vantages=self._vantages,
+            quorum=self._quorum,
+            history_length=workflow.info().get_current_history_length(),
+            state=self._state,
+        )
+
+    @workflow.update(name="pause")
+    async def pause(self, request: PauseRequest) -> MonitorStatus:
+        state = self._state
+        state.paused, state.paused_reason = True, request.reason or None
+        state.paused_by = request.identity or None
+        self._event("paused", f"by {request.identity or 'unknown'}: {request.reason or '-'}")
+        self._dirty = True
+        return self.status()
+
+    @pause.validator
+    def _pause_allowed(self, request: PauseRequest) -> None:
+        if self._state.paused:
+            raise ApplicationError(
+                f"already paused by {self._state.paused_by or 'unknown'}"
+                f" ({self._state.paused_reason or 'no reason given'})"
+            )
+
+    @workflow.update(name="resume")
+    async def resume(self, request: PauseRequest) -> MonitorStatus:
+        state = self._state
+        state.paused, state.paused_reason, state.paused_by = False, None, None
+        self._event("resumed", f"by {request.identity or 'unknown'}: {request.reason or '-'}")
+        self._dirty = True
+        return self.status()
+
+    @resume.validator
+    def _resume_allowed(self, request: PauseRequest) -> None:
+        if not self._state.paused:
+            raise ApplicationError("not paused")
+
+    @workflow.signal(name="configure")
+    def configure(self, cluster: ClusterConfig) -> None:
+        """The worker hands over the config on disk at every start (signal-with-start)."""
+        if cluster.name != self._cluster.name:
+            workflow.logger.warning(
+                "monitor %s: ignoring config for cluster %s", self._cluster.name, cluster.name
+            )
+            return
+        if cluster != self._cluster:
+            self._cluster = cluster
+            self._reconfigured = True
+            self._event("configured", "new config received; watches restart with it")
+
+
+def _describe_view(view: ClusterWatch) -> str:
+    parts = [f"{view.vantage} sees primary {view.primary.state}, standby {view.standby.state}"]
+    for side in ("primary", "standby"):
+        reason = view.side(side).reason  # type: ignore[arg-type]
+        if reason:
+            parts.append(f"{side}: {reason}")
+    return "; ".join(parts)
