@@ -161,6 +161,37 @@ async def run_until_signalled(
         await stop.wait()
 
 
+MONITOR_CHECK_EVERY_SECONDS = 60.0
+
+
+async def keep_monitors_running(client: Client, config: AppConfig) -> None:
+    """Restarts a monitor that someone terminated (or that failed), once a minute.
+
+    Describing is a read: it adds nothing to the monitors' histories, unlike a signal.
+    """
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from failover.operations import ensure_monitor, monitor_workflow_id
+
+    while True:
+        await asyncio.sleep(MONITOR_CHECK_EVERY_SECONDS)
+        for cluster in config.clusters:
+            if not cluster.monitor.enabled:
+                continue
+            handle = client.get_workflow_handle(monitor_workflow_id(cluster.name))
+            try:
+                status = (await handle.describe()).status
+            except RPCError:
+                status = None
+            if status != WorkflowExecutionStatus.RUNNING:
+                try:
+                    await ensure_monitor(client, cluster, task_queue=config.task_queue)
+                    print(f"monitor restarted: {handle.id} (was {status})", flush=True)
+                except RPCError as exc:
+                    print(f"monitor {handle.id} not restarted: {exc.message}", flush=True)
+
+
 async def serve(
     config: AppConfig | None,
     *,
@@ -198,10 +229,15 @@ async def serve(
         if config is not None and monitors and vantage is None:
             for workflow_id in await ensure_monitors(client, config):
                 print(f"monitor running: {workflow_id}", flush=True)
+            background.append(asyncio.create_task(keep_monitors_running(client, config)))
+
+    background: list[asyncio.Task[None]] = []
 
     try:
         await run_until_signalled(worker, start_monitors)
     finally:
+        for task in background:
+            task.cancel()
         if server is not None:
             server.stop()
     print("worker stopped", flush=True)

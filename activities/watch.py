@@ -81,7 +81,9 @@ class ClusterWatchActivities:
                 progress.primary, progress.standby = view.primary.state, view.standby.state
                 progress.max_lateness_ms = max(progress.max_lateness_ms, lateness)
                 progress.view = view
-                if changed(reported, view):
+                # A first watch reports its first round, so the monitor counts only
+                # vantage points that have really probed; after that, only changes.
+                if request.last is None or changed(reported, view):
                     return view
                 next_at += interval
                 now = time.monotonic()

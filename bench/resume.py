@@ -53,7 +53,7 @@ def worker(env: dict[str, str], config: str, log: Path, crash_at: str | None) ->
     extra = {"FAILOVER_CRASH_AT": crash_at} if crash_at else {}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, ROOT / "worker.py", "--config", config],
+            [sys.executable, ROOT / "worker.py", "--config", config, "--no-monitors"],
             env=env | extra,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -28,8 +28,12 @@ from failover.temporal import connect, find_endpoint, state_dir
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="The embedded local stack.")
+monitor_app = typer.Typer(
+    no_args_is_help=True, help="The always-on monitors (one workflow per cluster)."
+)
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(monitor_app, name="monitor")
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -181,6 +185,9 @@ def _print_steps(steps: list[dict[str, Any]], rto: float | None = None) -> None:
 
 
 ModeOption = Annotated[str, typer.Option("--mode", help="how traffic moves: dns (Route 53) or nlb")]
+ProbeIntervalOption = Annotated[
+    float, typer.Option("--probe-interval", min=0.05, help="seconds between probe rounds")
+]
 
 
 def _mode(mode: str) -> str:
@@ -196,6 +203,10 @@ def sandbox_up(
     with_worker: Annotated[bool, typer.Option("--worker/--no-worker")] = True,
     port: Annotated[int, typer.Option(help="Temporal gRPC port")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
+    probe_interval: ProbeIntervalOption = 1.0,
+    monitors: Annotated[
+        bool, typer.Option(help="start the cluster's monitor (with the in-process worker)")
+    ] = True,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
     from sandbox.stack import Sandbox
@@ -207,6 +218,8 @@ def sandbox_up(
             temporal_port=port,
             ui_port=ui_port,
             with_worker=with_worker,
+            probe_interval=probe_interval,
+            monitors=monitors,
         )
         info = await sandbox.start()
         try:
@@ -222,8 +235,11 @@ def sandbox_up(
             for name, nodes in info.clusters.items():
                 out.print(f"{name:<14} {' '.join(nodes)}")
             out.print(f"config         {info.config_path}")
+            out.print("vantage points probe workers b and c running in this process")
             if with_worker:
                 out.print("worker         running in this process")
+                if monitors:
+                    out.print("monitor        running: faults are detected and failed over")
             else:
                 from sandbox.stack import SANDBOX_AWS_ENV
 
@@ -289,8 +305,10 @@ def demo(
     mode: ModeOption = "dns",
     as_json: JsonOption = False,
     keep: Annotated[bool, typer.Option(help="keep the stack running afterwards")] = False,
+    probe_interval: ProbeIntervalOption = 1.0,
 ) -> None:
-    """Start the sandbox, kill the primary, fail over, print the timeline, stop."""
+    """Start the sandbox, kill the primary; the monitor detects it and fails over; print the
+    timeline; stop."""
     import tempfile
 
     from sandbox.demo import demo_succeeded, run_demo
@@ -303,6 +321,7 @@ def demo(
         sandbox = Sandbox(
             Path(tempfile.mkdtemp(prefix="failover-demo-")),
             mode=_mode(mode),  # type: ignore[arg-type]
+            probe_interval=probe_interval,
         )
         await sandbox.start()
         try:
@@ -333,6 +352,9 @@ def _print_demo(report: dict[str, Any]) -> None:
         style="bold",
     )
     out.print(f"reason: {report['reason']}")
+    out.print(
+        f"detected by the {report['trigger']} {report['detection_seconds']:.3f} s after the fault"
+    )
     what = "registered targets" if report["mode"] == "nlb" else "record"
     out.print(f"{what} now: {', '.join(report['switched_after'])}")
     for flushed in report["flushed"]:
@@ -351,6 +373,135 @@ def _print_demo(report: dict[str, Any]) -> None:
         fixed = "gone" if report["category_page_fixed_after"] else "STILL SERVED"
         out.print(f"category page cached broken during the outage: {fixed} after the flush")
     out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
+
+
+# --- monitors ----------------------------------------------------------------------------
+
+ClusterArgument = Annotated[str, typer.Argument(help="cluster name from config")]
+ReasonOption = Annotated[str, typer.Option(help="why; recorded in the monitor")]
+IdentityOption = Annotated[
+    str | None, typer.Option(help="who is acting (default: user@host)", show_default=False)
+]
+
+
+def _identity(identity: str | None) -> str:
+    import getpass
+    import socket
+
+    return identity or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@monitor_app.command("start")
+def monitor_start(config: ConfigOption = None) -> None:
+    """Start a monitor for each cluster in config, or hand running ones the current config."""
+    app_config = _load(config)
+
+    async def go() -> list[str]:
+        from failover.operations import ensure_monitors
+
+        return await ensure_monitors(await connect(find_endpoint()), app_config)
+
+    for workflow_id in _run(go()):
+        out.print(f"monitor running: {workflow_id}")
+    _exit(0)
+
+
+@monitor_app.command("status")
+def monitor_status_command(cluster: ClusterArgument, as_json: JsonOption = False) -> None:
+    """What each vantage point sees now, the last decision, and the recent events."""
+
+    async def go() -> dict[str, Any]:
+        from failover.operations import monitor_status, watch_progress
+
+        client = await connect(find_endpoint())
+        status = await monitor_status(client, cluster)
+        progress = await watch_progress(client, cluster)
+        return {
+            **status.model_dump(mode="json"),
+            "watches": {
+                v: p.model_dump(mode="json", exclude={"view"}) for v, p in progress.items()
+            },
+        }
+
+    data = _run_rpc(go())
+    if as_json:
+        print(json.dumps(data))
+        _exit(0)
+    state = data["state"]
+    paused = f"PAUSED by {state['paused_by']}: {state['paused_reason']}" if state["paused"] else ""
+    out.print(
+        f"{cluster}: {data['phase']}, active side {state['active']}, quorum {data['quorum']} "
+        f"of {len(data['vantages'])} {paused}",
+        style="bold",
+    )
+    table = Table("vantage", "rounds", "primary", "standby", "max late ms", box=None)
+    for vantage in data["vantages"]:
+        watch = data["watches"].get(vantage)
+        if watch is None:
+            table.add_row(vantage, "-", "not running", "", "")
+        else:
+            late = f"{watch['max_lateness_ms']:.0f}"
+            table.add_row(vantage, str(watch["rounds"]), watch["primary"], watch["standby"], late)
+    out.print(table)
+    if state["last_decision"]:
+        decision = state["last_decision"]
+        out.print(f"decision: {decision['action']}: {decision['reason']}")
+    for event in state["events"][-10:]:
+        out.print(f"  {event['at']}  {event['kind']}: {event['reason']}")
+    _exit(0)
+
+
+@monitor_app.command("pause")
+def monitor_pause(
+    cluster: ClusterArgument,
+    reason: ReasonOption = "maintenance",
+    identity: IdentityOption = None,
+) -> None:
+    """Stop automatic action for CLUSTER (it keeps probing and alerting)."""
+    _set_paused(cluster, True, reason, _identity(identity))
+
+
+@monitor_app.command("resume")
+def monitor_resume(
+    cluster: ClusterArgument,
+    reason: ReasonOption = "maintenance over",
+    identity: IdentityOption = None,
+) -> None:
+    """Allow automatic action for CLUSTER again."""
+    _set_paused(cluster, False, reason, _identity(identity))
+
+
+def _set_paused(cluster: str, paused: bool, reason: str, identity: str) -> None:
+    async def go() -> Any:
+        from failover.operations import MonitorRefused, pause_monitor
+
+        client = await connect(find_endpoint())
+        try:
+            return await pause_monitor(
+                client, cluster, reason=reason, identity=identity, paused=paused
+            )
+        except MonitorRefused as exc:
+            err.print(f"error: monitor-{cluster} refused: {exc}")
+            _exit(1)
+
+    status = _run_rpc(go())
+    word = "paused" if status.state.paused else "resumed"
+    out.print(f"monitor-{cluster} {word} by {identity}: {reason}")
+    _exit(0)
+
+
+def _run_rpc(coro: Coroutine[Any, Any, T]) -> T:
+    """Like _run, and a workflow that does not exist is a clear error, not a traceback."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return _run(coro)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            err.print("error: no such monitor is running (start it: failover monitor start)")
+        else:
+            err.print(f"error: {exc.message}")
+        _exit(2)
 
 
 def main() -> None:

@@ -110,7 +110,8 @@ def side_down_reason(problems: dict[str, str | None], down_share: float = 1.0) -
     if not problems:
         return "no nodes probed"
     failing = sum(1 for reason in problems.values() if reason is not None)
-    if failing == 0 or failing < down_share * len(problems):
+    # A hair of slack: 0.56 * 25 is 14.000000000000002 in floating point, not 14.
+    if failing == 0 or failing < down_share * len(problems) - 1e-9:
         return None
     if failing == len(problems):
         return f"all {len(problems)} nodes failing: {_summarise(problems)}"
@@ -329,9 +330,12 @@ def next_side_watch(
     A side is down after `threshold` consecutive failing rounds that all fall within
     `window_seconds`; any round that is not failing ends the streak.
     """
+    rounds = 0
     if health == "failing":
         streak = [t for t in previous.failing_at if now - t <= window_seconds] + [now]
         streak = streak[-threshold:]
+        # The whole outage's length, for the record: failing_at keeps only the last rounds.
+        rounds = previous.failing_rounds + 1 if previous.failing_at else 1
         if previous.state == "down" or len(streak) >= threshold:
             state = "down"
             why = (
@@ -344,11 +348,14 @@ def next_side_watch(
     else:
         streak = []
         state, why = health, reason
-        if previous.state in ("suspect", "down"):
-            rounds = len(previous.failing_at)
-            why = f"{RECOVERED} after {rounds} failing round(s)" + (f"; {reason}" if reason else "")
+        if previous.state in ("suspect", "down") and health in ("healthy", "degraded"):
+            why = f"{RECOVERED} after {previous.failing_rounds} failing round(s)" + (
+                f"; {reason}" if reason else ""
+            )
     changed_at = now if state != previous.state else previous.changed_at
-    return SideWatch(state=state, reason=why, failing_at=streak, changed_at=changed_at)
+    return SideWatch(
+        state=state, reason=why, failing_at=streak, failing_rounds=rounds, changed_at=changed_at
+    )
 
 
 def _names(views: Sequence[ClusterWatch]) -> str:
@@ -372,8 +379,8 @@ def monitor_decision(
 ) -> MonitorDecision:
     """What the monitor does with what its vantage points see: nothing, alert, or fail over.
 
-    `views` holds the vantage points that answered; one that has not answered counts as
-    not seeing the active side down.
+    `views` holds the vantage points that have probed and still answer; one that has not
+    counts as seeing neither the active side down nor the standby healthy.
     """
     if active is None:
         return MonitorDecision(action="alert", reason=f"{UNKNOWN_ACTIVE}: {active_problem}")

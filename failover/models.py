@@ -251,8 +251,9 @@ class SideWatch(BaseModel):
     state: WatchState = "healthy"
     reason: str | None = None
     failing_at: list[float] = Field(
-        default_factory=list, description="epoch seconds of the failing rounds in the streak"
+        default_factory=list, description="epoch seconds of the last failing rounds (≤ threshold)"
     )
+    failing_rounds: int = 0
     changed_at: float | None = None
 
 

@@ -22,6 +22,7 @@ from failover.models import (
     MonitorStatus,
     PauseRequest,
     Trigger,
+    WatchProgress,
 )
 
 FAILOVER_WORKFLOW = "FailoverWorkflow"
@@ -126,6 +127,21 @@ async def ensure_monitors(client: Client, config: AppConfig) -> list[str]:
 async def monitor_status(client: Client, cluster: str) -> MonitorStatus:
     handle = client.get_workflow_handle(monitor_workflow_id(cluster))
     return await handle.query("status", result_type=MonitorStatus)
+
+
+async def watch_progress(client: Client, cluster: str) -> dict[str, WatchProgress]:
+    """Each running watch's last heartbeat, by vantage point: rounds probed, what it sees."""
+    handle = client.get_workflow_handle(monitor_workflow_id(cluster))
+    description = await handle.describe()
+    found: dict[str, WatchProgress] = {}
+    for pending in description.raw_description.pending_activities:
+        payloads = pending.heartbeat_details.payloads
+        if pending.activity_type.name != "watch_cluster" or not payloads:
+            continue
+        progress = (await client.data_converter.decode(payloads[:1], [WatchProgress]))[0]
+        if progress.view is not None:
+            found[progress.view.vantage] = progress
+    return found
 
 
 async def pause_monitor(

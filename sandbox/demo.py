@@ -1,9 +1,11 @@
 """The demo: a real failover on the local stack, start to finish, with its timeline.
 
-It starts the sandbox, checks the storefront works, kills every node of the primary
-cluster, lets a customer's visit cache a broken category page (as Magento does), triggers
-the failover, and watches the storefront through Varnish until searches return products
-again. The record or targets are read back from moto itself, not taken from the result.
+It starts the sandbox, waits until the cluster's monitor is watching from every vantage
+point and the storefront works, kills every node of the primary cluster, lets a
+customer's visit cache a broken category page (as Magento does), and then does nothing:
+the monitor detects the outage and starts the failover by itself. The demo watches the
+storefront through Varnish until searches return products again. The record or targets
+are read back from moto itself, not taken from the result.
 """
 
 from __future__ import annotations
@@ -16,17 +18,58 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from failover.models import FailoverResult, Outcome
-from failover.operations import failover_workflow_id, start_or_attach_failover
+from failover.operations import failover_workflow_id, watch_progress
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, Sandbox
+from sandbox.waiting import wait_for
 
 SEARCH_QUERY = '{ products(search: "bag", pageSize: 1) { total_count items { sku } } }'
 BROKEN_MARKER = "We can't find products matching the selection."
 PROBE_EVERY_SECONDS = 0.1
 PROBE_DEADLINE_SECONDS = 120.0
 RECOVERY_GRACE_SECONDS = 30.0  # after the failover ends, how long to wait for the storefront
+DETECTION_DEADLINE_SECONDS = 60.0
+
+
+async def monitor_watching(client: Client, cluster: str, vantages: list[str]) -> None:
+    """Steady state: every vantage point has probed a few rounds and sees the primary up."""
+
+    async def watching() -> bool:
+        try:
+            progress = await watch_progress(client, cluster)
+        except RPCError:
+            return False
+        return all(
+            v in progress and progress[v].rounds >= 2 and progress[v].primary == "healthy"
+            for v in vantages
+        )
+
+    await wait_for(watching, what="the monitor to watch from every vantage point", timeout_s=30)
+
+
+async def failover_started_by_monitor(
+    client: Client, cluster: str
+) -> WorkflowHandle[object, FailoverResult]:
+    """The failover run the monitor starts, once it exists."""
+    handle = client.get_workflow_handle(failover_workflow_id(cluster), result_type=FailoverResult)
+
+    async def exists() -> bool:
+        try:
+            await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    await wait_for(
+        exists, what="the monitor to start the failover", timeout_s=DETECTION_DEADLINE_SECONDS
+    )
+    return handle
 
 
 def rto_seconds(fault_at: datetime, result: FailoverResult) -> float | None:
@@ -74,6 +117,8 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
     assert sandbox.fleet and sandbox.config and sandbox.client and sandbox.info
     cluster = sandbox.config.clusters[0]
     url = sandbox.storefront_url
+    vantages = cluster.monitor.vantages(sandbox.config.task_queue)
+    await monitor_watching(sandbox.client, cluster.name, vantages)
     async with httpx.AsyncClient(timeout=5) as http:
         if not await storefront_search_works(http, url):
             raise RuntimeError("steady state not met: the storefront search fails before the fault")
@@ -92,12 +137,8 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         watch = StorefrontWatch(url)
         watching = asyncio.create_task(watch.run(http, fault_at_monotonic))
 
-        handle = await start_or_attach_failover(
-            sandbox.client,
-            cluster,
-            task_queue=sandbox.config.task_queue,
-            reason="demo: every node of the primary cluster was killed",
-        )
+        handle = await failover_started_by_monitor(sandbox.client, cluster.name)
+        started_at = (await handle.describe()).start_time
         result = await handle.result()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watch.recovered.wait(), RECOVERY_GRACE_SECONDS)
@@ -105,6 +146,7 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         category_after = await http.get(f"{url}/women.html")
 
     workflow_id = failover_workflow_id(cluster.name)
+    result_run_id = (await handle.describe()).run_id
     if sandbox.mode == "nlb":
         after = await asyncio.to_thread(sandbox.registered_targets)
     else:
@@ -120,7 +162,10 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         "to_value": result.to_value,
         "switched_after": after,
         "reason": result.reason,
+        "trigger": result.trigger,
         "fault_injected_at": fault_at.isoformat(),
+        "detection_seconds": round(started_at.timestamp() - fault_at.timestamp(), 3),
+        "vantage_points": vantages,
         "rto_seconds": rto_seconds(fault_at, result),
         "storefront_recovered_seconds": round(recovered, 3) if recovered is not None else None,
         "storefront_requests": {"ok": watch.ok, "failed": watch.failed},
@@ -135,8 +180,8 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
             for s in result.steps
         ],
         "workflow_id": workflow_id,
-        "run_id": handle.result_run_id,
-        "ui_url": sandbox.info.temporal.workflow_url(workflow_id, handle.result_run_id),
+        "run_id": result_run_id,
+        "ui_url": sandbox.info.temporal.workflow_url(workflow_id, result_run_id),
         "state_dir": str(sandbox.directory),
     }
 
@@ -144,6 +189,7 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
 def demo_succeeded(report: dict[str, Any]) -> bool:
     return (
         report["result"] == Outcome.FAILED_OVER.value
+        and report["trigger"] == "monitor"
         and report["storefront_recovered_seconds"] is not None
         and report["category_page_fixed_after"]
     )

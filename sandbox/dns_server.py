@@ -171,12 +171,13 @@ class _Zone:
 class _Snapshot:
     """What one query sees of Route 53: the zone list, and each zone's records when needed."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, only: frozenset[str] | None = None) -> None:
         self._client = client
         self._zone_ids: dict[str, list[str]] = {}
         for page in client.get_paginator("list_hosted_zones").paginate():
             for zone in page.get("HostedZones", []):
-                self._zone_ids.setdefault(_canonical(zone["Name"]), []).append(zone["Id"])
+                if only is None or zone["Id"].removeprefix("/hostedzone/") in only:
+                    self._zone_ids.setdefault(_canonical(zone["Name"]), []).append(zone["Id"])
         self._zones: dict[str, _Zone] = {}
 
     def zone_for(self, name: str) -> _Zone | None:
@@ -370,9 +371,20 @@ class Route53DnsServer:
     """Authoritative DNS on loopback (UDP and TCP) for every hosted zone in Route 53 (moto)."""
 
     def __init__(
-        self, route53_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: int = 0
+        self,
+        route53_factory: Callable[[], Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        zone_ids: list[str] | None = None,
     ) -> None:
+        """`zone_ids`: serve only these zones, as a VPC sees only the private zones associated
+        with it; moto's state is per process, so another stack's zone of the same name may
+        be there too."""
         self._factory = route53_factory
+        self._only = (
+            frozenset(z.removeprefix("/hostedzone/") for z in zone_ids) if zone_ids else None
+        )
         self.host = host
         self.port = port
         self.queries = 0
@@ -476,7 +488,7 @@ class Route53DnsServer:
             with self._client_lock:
                 if self._client is None:
                     self._client = self._factory()
-                snapshot = _Snapshot(self._client)
+                snapshot = _Snapshot(self._client, self._only)
                 _Resolution(snapshot, reply).run(question.qname, QTYPE[question.qtype])
         return reply
 

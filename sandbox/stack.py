@@ -42,6 +42,13 @@ STANDBY_HOSTS = ["127.0.2.1", "127.0.2.2", "127.0.2.3"]
 NLB_HOST = "127.0.3.1"
 STANDBY_SIM = "es-standby"
 INFO_FILE = "sandbox.json"
+TASK_QUEUE = "search-failover"
+# Two probe workers beside the main worker, as if in other AZs: three vantage points, quorum
+# 2. Each probes from its own loopback address, so a partition can cut off one of them.
+VANTAGE_WORKERS = {
+    f"{TASK_QUEUE}-vantage-b": "127.0.4.2",
+    f"{TASK_QUEUE}-vantage-c": "127.0.4.3",
+}
 Mode = Literal["dns", "nlb"]
 CONFIG_FILE = "config.yaml"
 
@@ -120,6 +127,7 @@ def sandbox_config(
     standby_nodes: list[str],
     caches: list[dict[str, Any]] | None = None,
     verify: dict[str, Any] | None = None,
+    probe_interval: float = 0.5,
 ) -> dict[str, Any]:
     """The config file a user would write for this stack, with sandbox-fast probe timings."""
     cluster: dict[str, Any] = {
@@ -127,12 +135,13 @@ def sandbox_config(
         "primary": {"nodes": primary_nodes, "expected_cluster_name": PRIMARY_SIM},
         "standby": {"nodes": standby_nodes, "expected_cluster_name": STANDBY_SIM},
         "probe": {
-            "interval_seconds": 0.5,
+            "interval_seconds": probe_interval,
             "timeout_seconds": 1.0,
             "failure_threshold": 3,
             "verify_attempts": 6,
             "yellow_policy": "degraded",
         },
+        "monitor": {"vantage_points": [TASK_QUEUE, *VANTAGE_WORKERS], "quorum": 2},
         "switch": switch,
     }
     if caches:
@@ -141,7 +150,7 @@ def sandbox_config(
         cluster["verify"] = verify
     return {
         "aws": {"region": "us-east-1", "endpoint_url": aws_endpoint},
-        "task_queue": "search-failover",
+        "task_queue": TASK_QUEUE,
         "clusters": [cluster],
     }
 
@@ -209,8 +218,16 @@ class Sandbox:
         ui_port: int | None = None,
         with_worker: bool = True,
         temporal: TemporalEndpoint | None = None,
+        probe_interval: float = 1.0,
+        monitors: bool = True,
     ) -> None:
-        """`temporal`: use that server instead of starting one (tests that restart it)."""
+        """`temporal`: use that server instead of starting one (tests that restart it).
+
+        `monitors`: the in-process worker starts a monitor per cluster, which then detects
+        faults by itself. The vantage workers run either way.
+        """
+        self.probe_interval = probe_interval
+        self.monitors = monitors
         self.directory = directory
         self.temporal_endpoint = temporal
         self.mode = mode
@@ -232,7 +249,8 @@ class Sandbox:
             raise
 
     async def _start(self) -> SandboxInfo:
-        from worker import aws_client_factory, build_worker
+        from failover.operations import ensure_monitors
+        from worker import aws_client_factory, build_vantage_worker, build_worker
 
         for key, value in SANDBOX_AWS_ENV.items():
             os.environ.setdefault(key, value)
@@ -273,7 +291,7 @@ class Sandbox:
             primary_ips=PRIMARY_HOSTS,
             standby_ips=STANDBY_HOSTS,
         )
-        dns = Route53DnsServer(route53_factory)
+        dns = Route53DnsServer(route53_factory, zone_ids=[zone_id])
         dns.start()
         stack.callback(dns.stop)
 
@@ -357,6 +375,7 @@ class Sandbox:
                 "search_path": {"url": search_url, "nameserver": nameserver},
                 "storefront": {"url": varnish.url},
             },
+            probe_interval=self.probe_interval,
         )
         self.config = parse_config(raw, source="sandbox")
         config_path = self.directory / CONFIG_FILE
@@ -372,17 +391,18 @@ class Sandbox:
             self.client = await temporal.start()
             stack.callback(temporal.stop)
             endpoint = temporal.endpoint
+        workers = [
+            build_vantage_worker(self.client, task_queue=queue, local_address=source)
+            for queue, source in VANTAGE_WORKERS.items()
+        ]
         if self.with_worker:
-            worker = build_worker(
-                self.client, aws=self.config.aws, task_queue=self.config.task_queue
+            workers.append(
+                build_worker(self.client, aws=self.config.aws, task_queue=self.config.task_queue)
             )
-            task = asyncio.create_task(worker.run())
-
-            async def stop_worker() -> None:
-                await worker.shutdown()
-                await task
-
-            stack.push_async_callback(stop_worker)
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        if self.with_worker and self.monitors:
+            await ensure_monitors(self.client, self.config)
 
         self.info = SandboxInfo(
             mode=self.mode,

@@ -199,6 +199,7 @@ async def _make_stack(
     if mode == "dns":
         cluster["switch"]["insync_poll_seconds"] = 0.1
     vantage_queues = [f"{raw['task_queue']}-vantage-{n}" for n in ("b", "c")]
+    del cluster["monitor"]  # the sandbox's vantage queues are not this test's
     if monitored:
         # Three vantage points: this worker's queue and two probe workers, quorum 2.
         cluster["probe"].update(interval_seconds=0.2, timeout_seconds=0.5)

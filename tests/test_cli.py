@@ -45,6 +45,13 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
     assert report["cluster"] == "catalog-search"
     assert (report["from"], report["to"]) == ("primary", "standby")
     assert report["workflow_id"] == "failover-catalog-search"
+    # Nobody triggered it: the monitor saw the primary down from a quorum of vantage points.
+    assert report["trigger"] == "monitor"
+    assert report["reason"].startswith("failing over: primary down from ")
+    assert "(quorum 2)" in report["reason"]
+    # Three failing rounds at the demo's 1 s interval: at least 2 s, and not much more.
+    assert 2.0 <= report["detection_seconds"] < 6.0
+    assert report["rto_seconds"] > report["detection_seconds"]
     names = [step["name"] for step in report["steps"]]
     if mode == "dns":
         assert report["switched_after"] == [report["to_value"]] == ["es-standby.shop.internal"]

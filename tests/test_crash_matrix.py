@@ -111,6 +111,7 @@ def start_sandbox(mode: str, tmp: Path) -> Iterator[SandboxProcess]:
     log = (tmp / "sandbox.log").open("wb")
     process = subprocess.Popen(
         [BIN / "failover", "sandbox", "up", "--no-worker", "--mode", mode,
+         "--probe-interval", "0.5",
          "--port", str(free_port()), "--ui-port", str(free_port())],
         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -227,7 +228,9 @@ def start_worker(sandbox: SandboxProcess, log: Path, crash_at: str | None) -> su
         env["FAILOVER_CRASH_AT"] = crash_at
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, ROOT / "worker.py", "--config", sandbox.config_path],
+            # Triggered by hand: the case's crash point must meet exactly one failover.
+            [sys.executable, ROOT / "worker.py", "--config", sandbox.config_path,
+             "--no-monitors"],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 

@@ -351,3 +351,16 @@ def test_wildcards_aliases_and_truncation(
     assert udp.flags & dns.flags.TC  # over 512 bytes without EDNS: retry over TCP
     assert len(ask(dns_server, "big.shop.internal", "TXT", tcp=True).answer[0]) == 4
     assert len(resolver_for(dns_server).resolve("big.shop.internal", "TXT")) == 4
+
+
+def test_serves_only_the_zones_it_is_given(route53: Any, zone_id: str, moto_endpoint: str) -> None:
+    """Two private zones of one name (two stacks in one moto): each server sees its own."""
+    other = route53.create_hosted_zone(Name=ZONE, CallerReference=uuid.uuid4().hex)
+    other_id = other["HostedZone"]["Id"]
+    upsert(route53, other_id, rrset(RECORD, "CNAME", 1, [STANDBY_HOST]))
+    for served, expected in ((zone_id, PRIMARY_HOST), (other_id, STANDBY_HOST)):
+        factory = lambda: route53_client(moto_endpoint)  # noqa: E731
+        with Route53DnsServer(factory, zone_ids=[served]) as server:
+            answer = ask(server, RECORD, "CNAME")
+            targets = [rdata.target.to_text() for rrset in answer.answer for rdata in rrset]
+            assert targets == [expected + "."]

@@ -103,6 +103,11 @@ class MonitorWorkflow:
                 await self._apply_new_config()
             self._dirty = False
             decision = self._decide()
+            if decision.action == "failover":
+                # Someone may have moved traffic since the last read (a manual trigger):
+                # read the switch again, and act only if the decision still stands.
+                await self._read_active_side()
+                decision = self._decide()
             self._record(decision)
             if decision.action == "failover":
                 await self._fail_over(decision)
@@ -119,10 +124,12 @@ class MonitorWorkflow:
 
     def _decide(self) -> MonitorDecision:
         state = self._state
+        # Only vantage points that have probed count; one that has not reported yet, or
+        # stopped answering, sees neither side down nor the standby healthy.
         answering = [
-            state.views.get(v) or ClusterWatch(vantage=v)
+            state.views[v]
             for v in self._vantages
-            if v not in state.unreachable_vantages
+            if v in state.views and v not in state.unreachable_vantages
         ]
         return decisions.monitor_decision(
             active=state.active,
