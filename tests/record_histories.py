@@ -22,11 +22,17 @@ from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import WorkflowHistory
 
 from failover.models import Outcome
-from failover.operations import failover_workflow_id, start_or_attach_failover
+from failover.operations import (
+    ensure_monitor,
+    failover_workflow_id,
+    monitor_status,
+    start_or_attach_failover,
+)
 from failover.temporal import TemporalEndpoint, connect
 from sandbox.aws_fault_proxy import ForwardedCall
 from sandbox.search_sim import FaultMode
 from sandbox.stack import PRIMARY_SIM, SANDBOX_CLUSTER, STANDBY_SIM, STANDBY_VALUE
+from sandbox.waiting import wait_for
 from tests.conftest import Stack
 from tests.test_crash_matrix import SandboxProcess, run_case, start_sandbox
 from tests.test_replay import HISTORIES, make_replayer
@@ -121,3 +127,29 @@ async def test_record_dns_crash_after_upsert(sandbox_process: SandboxProcess) ->
     replayed = await make_replayer().replay_workflow(history)
     assert replayed.replay_failure is None
     _save(HISTORIES / "dns_crash_after_upsert.json", history)
+
+
+async def test_record_monitor_failed_over(monitor_stack: Stack) -> None:
+    """A monitor that sees the primary die from three vantage points and fails over."""
+    handle = await ensure_monitor(
+        monitor_stack.client, monitor_stack.cluster, task_queue=monitor_stack.task_queue
+    )
+    name = monitor_stack.cluster.name
+
+    async def watching() -> bool:
+        return len((await monitor_status(monitor_stack.client, name)).state.views) == 3
+
+    await wait_for(watching, what="first reports from every vantage point")
+    await monitor_stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+
+    async def standby_active() -> bool:
+        status = await monitor_status(monitor_stack.client, name)
+        return status.state.active == "standby" and status.phase == "watching"
+
+    await wait_for(standby_active, what="the failover and the re-read", timeout_s=30)
+    history = await handle.fetch_history()
+    await handle.terminate("recorded")
+    _scrub_machine_names(history)
+    replayed = await make_replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    _save(HISTORIES / "monitor_failed_over.json", history)

@@ -1,6 +1,7 @@
 """Replays recorded histories against the current workflow code: breaking changes fail CI.
 
-Every `tests/histories/*.json` is one finished run of `FailoverWorkflow` (Temporal's JSON
+Every `tests/histories/*.json` is one run of `FailoverWorkflow`, or of `MonitorWorkflow`
+(`monitor_*`: a monitor never finishes, so its history stops mid-run) (Temporal's JSON
 history format, as written by `WorkflowHistory.to_json()` or `temporal workflow show
 --output json`; the file name, without `.json`, is used as the workflow id). Each is replayed
 with `temporalio.worker.Replayer`, configured like the worker (same data converter, same
@@ -22,9 +23,9 @@ run recorded with the old code will ever be replayed by the new one. Then re-rec
     .venv/bin/pytest tests/record_histories.py
 
 which runs the scenarios on a real dev server and overwrites dns_failed_over, dns_rolled_back,
-dns_aborted and nlb_failed_over in tests/histories/ (other files, such as the crash
-history, are left alone and must be refreshed the way they were made). Review the diff, run
-this module, and commit the new histories together with the workflow change.
+dns_aborted, nlb_failed_over and monitor_failed_over in tests/histories/ (other files, such
+as the crash history, are left alone and must be refreshed the way they were made). Review
+the diff, run this module, and commit the new histories together with the workflow change.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from failover.models import FailoverRequest, FailoverResult, ProbeSideInput, SideProbe
 from worker import ACTIVITY_ONLY_MODULES
 from workflows.failover import FailoverWorkflow
+from workflows.monitor import MonitorWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -49,7 +51,7 @@ HISTORIES = Path(__file__).parent / "histories"
 def make_replayer(*workflows: type) -> Replayer:
     """A replayer set up like the worker in worker.build_worker."""
     return Replayer(
-        workflows=list(workflows) or [FailoverWorkflow],
+        workflows=list(workflows) or [FailoverWorkflow, MonitorWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
