@@ -195,15 +195,26 @@ class MonitorWorkflow:
         )
         state.failovers = [*state.failovers, record][-KEEP_FAILOVERS:]
         self._event("failover_started", f"{started.workflow_id} run {started.run_id}")
-        result = await workflow.execute_activity(
-            "await_failover",
-            started,
-            result_type=FailoverResult,
-            start_to_close_timeout=FAILOVER_AWAIT_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=WATCH_RETRY,
-            summary=f"await failover-{self._cluster.name}",
-        )
+        try:
+            result = await workflow.execute_activity(
+                "await_failover",
+                started,
+                result_type=FailoverResult,
+                start_to_close_timeout=FAILOVER_AWAIT_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=WATCH_RETRY,
+                summary=f"await failover-{self._cluster.name}",
+            )
+        except ActivityError as err:
+            # The run may still be going (or was terminated): hold still for a cooldown
+            # rather than start another one on top of it.
+            self._alert(f"lost track of {started.workflow_id}: {failure_reason(err)}")
+            state.cooldown_until = workflow.now() + timedelta(
+                seconds=self._cluster.monitor.cooldown_seconds
+            )
+            await self._read_active_side()
+            self._phase = "watching"
+            return
         now = workflow.now()
         record.result, record.result_reason, record.finished_at = result.result, result.reason, now
         self._event("failover_finished", f"{result.result.value}: {result.reason}")
