@@ -34,6 +34,7 @@ from failover.operations import (
     monitor_status,
     monitor_workflow_id,
     pause_monitor,
+    start_or_attach_failover,
     watch_progress,
 )
 from sandbox.search_sim import FaultMode, NodeFault
@@ -294,7 +295,9 @@ async def test_slow_under_timeout_stays_healthy(
     await observe_quietly(monitor)
     status = await monitor.status()
     # A round may time out on a starved machine (suspect), but never three in a row.
-    assert not [e for e in status.state.events if "primary down" in e.reason]
+    assert not [
+        e for e in status.state.events if e.kind == "observed" and "primary down" in e.reason
+    ]
     assert all(p.primary == "healthy" for p in (await monitor.progress()).values())
     assert status.state.last_decision is not None
     assert status.state.last_decision.reason.startswith(decisions.NOT_CONFIRMED)
@@ -490,3 +493,26 @@ async def test_continue_as_new_keeps_state(
     await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
     await monitor.wait_decision(decisions.PAUSED)
     await monitor.assert_no_failover()
+
+
+async def test_a_manual_failover_is_seen_and_starts_the_cooldown(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of()
+    client, name = monitor_stack.client, monitor.cluster.name
+    await pause_monitor(client, name, reason="by hand today", identity="ops@example")
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    handle = await start_or_attach_failover(
+        client, monitor.cluster, task_queue=monitor_stack.task_queue, reason="by hand"
+    )
+    assert (await handle.result()).result == Outcome.FAILED_OVER
+    seen = await monitor.wait_event(lambda e: e.kind == "failover_elsewhere", "the news")
+    assert seen.reason.startswith("manual failover failed_over: by hand")
+
+    async def standby_active() -> bool:
+        return (await monitor.status()).state.active == "standby"
+
+    await wait_for(standby_active, what="the monitor to re-read the switch")
+    status = await monitor.status()
+    assert status.state.cooldown_until is not None
+    assert not [e for e in status.state.events if e.kind == "failover_started"]

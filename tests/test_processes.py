@@ -92,7 +92,33 @@ def test_operator_flow_with_a_separate_worker(
             text=True,
         )
     try:
-        wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker to poll")
+        wait_until(
+            lambda: "monitor running: monitor-catalog-search" in worker_log.read_text(),
+            "the worker to poll and start the monitor",
+        )
+
+        # The monitor watches from three vantage points in two processes: the worker's own
+        # queue here, and probe workers b and c inside the sandbox process.
+        def watching() -> dict[str, Any] | None:
+            done = cli(env, "monitor", "status", "catalog-search", "--json")
+            assert done.returncode == 0, done.stderr
+            state = json.loads(done.stdout)
+            return state if len(state["watches"]) == 3 else None
+
+        state = wait_until(watching, "watches from every vantage point")
+        assert state["quorum"] == 2 and state["state"]["active"] == "primary"
+        assert {w["primary"] for w in state["watches"].values()} == {"healthy"}
+        missing = cli(env, "monitor", "status", "no-such-cluster")
+        assert missing.returncode == 2 and "no such monitor" in missing.stderr
+
+        # Paused: the monitor takes no action by itself, an operator's trigger still works.
+        paused = cli(env, "monitor", "pause", "catalog-search", "--reason", "drill prep",
+                     "--identity", "ops@example")  # fmt: skip
+        assert paused.returncode == 0, paused.stderr
+        assert "monitor-catalog-search paused by ops@example: drill prep" in paused.stdout
+        again = cli(env, "monitor", "pause", "catalog-search")
+        assert again.returncode == 1
+        assert "refused: already paused by ops@example (drill prep)" in again.stderr
 
         bad = cli(env, "sandbox", "fault", "es-primary", "all", "melting")
         assert bad.returncode == 2 and "unknown mode 'melting'" in bad.stderr
@@ -113,6 +139,17 @@ def test_operator_flow_with_a_separate_worker(
         state = wait_until(finished, "the failover to finish")
         assert state["result"]["result"] == "failed_over"
         assert state["result"]["to_side"] == "standby"
+        assert state["result"]["trigger"] == "manual"
+
+        def monitor_saw_it() -> dict[str, Any] | None:
+            done = cli(env, "monitor", "status", "catalog-search", "--json")
+            state = json.loads(done.stdout)["state"]
+            return state if state["active"] == "standby" else None
+
+        monitor = wait_until(monitor_saw_it, "the monitor to see the standby active")
+        assert not [e for e in monitor["events"] if e["kind"] == "failover_started"]
+        resumed = cli(env, "monitor", "resume", "catalog-search")
+        assert resumed.returncode == 0 and "resumed by" in resumed.stdout
 
         listed = cli(env, "status")
         assert listed.returncode == 0 and "catalog-search: failed_over" in listed.stdout

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from failover import decisions
@@ -61,9 +61,21 @@ class FailoverWorkflow:
         self._warnings: list[str] = []
         self._switcher: Switcher | None = None
         try:
-            return await self._runbook(request.cluster)
+            result = await self._runbook(request.cluster)
         except StepFailed as failed:
-            return self._finish(Outcome.FAILED, str(failed))
+            result = self._finish(Outcome.FAILED, str(failed))
+        if workflow.patched("tell-monitor"):
+            await self._tell_monitor(result)
+        return result
+
+    async def _tell_monitor(self, result: FailoverResult) -> None:
+        """Lets the cluster's monitor know at once (it re-reads the switch, starts its
+        cooldown); a cluster without a monitor is fine."""
+        monitor = workflow.get_external_workflow_handle(f"monitor-{result.cluster}")
+        try:
+            await monitor.signal("failover_finished", result)
+        except FailureError as err:
+            workflow.logger.info("no monitor told about the result: %s", err)
 
     async def _runbook(self, cluster: ClusterConfig) -> FailoverResult:
         switcher = make_switcher(cluster, self._steps)

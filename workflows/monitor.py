@@ -78,6 +78,7 @@ class MonitorWorkflow:
         self._phase: str = "starting"
         self._dirty = True
         self._reconfigured = False
+        self._reread = False
         self._watchers: dict[str, asyncio.Task[None]] = {}
 
     @workflow.run
@@ -101,11 +102,14 @@ class MonitorWorkflow:
                 await self._continue_as_new()
             if self._reconfigured:
                 await self._apply_new_config()
+            if self._reread:
+                self._reread = False
+                await self._read_active_side()
             self._dirty = False
             decision = self._decide()
-            if decision.action == "failover":
+            if decision.action != "none":
                 # Someone may have moved traffic since the last read (a manual trigger):
-                # read the switch again, and act only if the decision still stands.
+                # read the switch again, and alert or act only if the decision still stands.
                 await self._read_active_side()
                 decision = self._decide()
             self._record(decision)
@@ -409,6 +413,21 @@ class MonitorWorkflow:
     def _resume_allowed(self, request: PauseRequest) -> None:
         if not self._state.paused:
             raise ApplicationError("not paused")
+
+    @workflow.signal(name="failover_finished")
+    def failover_finished(self, result: FailoverResult) -> None:
+        """Every failover run reports here, whoever started it: traffic may have moved."""
+        if result.trigger != "monitor":
+            self._event(
+                "failover_elsewhere",
+                f"{result.trigger} failover {result.result.value}: {result.reason}",
+            )
+            if result.result in SWITCHED:
+                state = self._state
+                cooldown = timedelta(seconds=self._cluster.monitor.cooldown_seconds)
+                state.cooldown_until = result.finished_at + cooldown
+        self._reread = True
+        self._dirty = True
 
     @workflow.signal(name="configure")
     def configure(self, cluster: ClusterConfig) -> None:
