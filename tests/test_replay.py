@@ -11,6 +11,8 @@ the test fails: a workflow that is running in production while the new code is d
 would get stuck the same way. No Temporal server is needed.
 
 Adding a history: drop the JSON file into tests/histories/; it is picked up automatically.
+`*_before_tell_monitor.json` are runs recorded before the `tell-monitor` patch (the run
+signals the monitor at its end): they keep the unpatched path replaying.
 
 When a replay test fails, do not re-record to make it pass. Keep running workflows working
 by guarding the change with `workflow.patched("<change-id>")` (old path when it returns
