@@ -32,8 +32,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers, whole files each: the crash matrix (real processes, mostly waiting) runs beside
+# the rest instead of after it.
 test: system-packages lint
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .ruff_cache

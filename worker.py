@@ -8,6 +8,7 @@ Web UI on) and prints where the UI is. SIGINT or SIGTERM shuts it down and it ex
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -51,6 +52,14 @@ STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 # Libraries only activities use. Some import modules lazily on first use, and the workflow
 # sandbox's import hook sees those imports while a workflow task runs; passing them through
 # keeps them out of the sandbox (and its "imported after initial workflow load" warnings).
+# Each monitored cluster's watch holds an activity slot for as long as it runs (up to an
+# hour); the SDK's default of 100 slots would leave no room for a failover's steps from
+# about 100 clusters on. A watch is a coroutine, so slots are cheap.
+ACTIVITY_SLOTS = 2000
+# Heartbeats reach the server at least this often whatever the heartbeat timeout (the SDK
+# would wait 80% of it, 8 s for a watch): a cancelled watch stops within a second, and its
+# progress (rounds, what it sees) stays fresh in `failover monitor status`.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 ACTIVITY_ONLY_MODULES = ("redis", "opentelemetry", "dns", "httpx", "aiohttp", "boto3", "botocore")
 
 
@@ -120,6 +129,8 @@ def build_worker(
             )
         ),
         interceptors=_interceptors(),
+        max_concurrent_activities=ACTIVITY_SLOTS,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
@@ -135,6 +146,8 @@ def build_vantage_worker(
         task_queue=task_queue,
         activities=[watch.watch_cluster],
         interceptors=_interceptors(),
+        max_concurrent_activities=ACTIVITY_SLOTS,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 
@@ -230,6 +243,9 @@ async def serve(
             for workflow_id in await ensure_monitors(client, config):
                 print(f"monitor running: {workflow_id}", flush=True)
             background.append(asyncio.create_task(keep_monitors_running(client, config)))
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise pause the probe loop for 100+ ms.
+        gc.freeze()
 
     background: list[asyncio.Task[None]] = []
 

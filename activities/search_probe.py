@@ -8,10 +8,12 @@ are resolved here, at call time, so they never enter workflow history.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import ssl
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 
 import httpx
 from botocore.auth import SigV4Auth as BotocoreSigV4
@@ -22,6 +24,21 @@ from temporalio.exceptions import ApplicationError
 
 from failover.config import BasicAuth, ClusterSide, SigV4Auth, TlsSettings
 from failover.models import NodeProbe, ProbeSideInput, SideProbe
+
+
+def sigv4_headers(
+    session: BotocoreSession, region: str, service: str, method: str, url: str, body: bytes = b""
+) -> dict[str, str]:
+    """The SigV4 headers for one request to Amazon OpenSearch Service (botocore's signer)."""
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise ApplicationError(
+            "no AWS credentials found for SigV4 signing", type="NoCredentials", non_retryable=True
+        )
+    host = httpx.URL(url).netloc.decode()
+    aws_request = AWSRequest(method=method, url=url, data=body, headers={"host": host})
+    BotocoreSigV4(credentials.get_frozen_credentials(), service, region).add_auth(aws_request)
+    return dict(aws_request.headers.items())
 
 
 class AwsSigV4Auth(httpx.Auth):
@@ -35,48 +52,52 @@ class AwsSigV4Auth(httpx.Auth):
         self.session = session or BotocoreSession()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        credentials = self.session.get_credentials()
-        if credentials is None:
-            raise ApplicationError(
-                "no AWS credentials found for SigV4 signing",
-                type="NoCredentials",
-                non_retryable=True,
-            )
-        aws_request = AWSRequest(
-            method=request.method,
-            url=str(request.url),
-            data=request.content,
-            headers={"host": request.url.netloc.decode()},
+        headers = sigv4_headers(
+            self.session,
+            self.region,
+            self.service,
+            request.method,
+            str(request.url),
+            request.content,
         )
-        BotocoreSigV4(credentials.get_frozen_credentials(), self.service, self.region).add_auth(
-            aws_request
-        )
-        for name, value in aws_request.headers.items():
+        for name, value in headers.items():
             request.headers[name] = value
         yield request
+
+
+def basic_password(auth: BasicAuth) -> str:
+    """The basic-auth password, read from its environment variable now."""
+    password = os.environ.get(auth.password_env)
+    if password is None:
+        raise ApplicationError(
+            f"environment variable {auth.password_env} (basic-auth password) is not set",
+            type="MissingSecret",
+            non_retryable=True,
+        )
+    return password
 
 
 def http_auth(side: ClusterSide) -> httpx.Auth | None:
     """Builds the request auth for a side, reading secrets from the environment now."""
     auth = side.auth
     if isinstance(auth, BasicAuth):
-        password = os.environ.get(auth.password_env)
-        if password is None:
-            raise ApplicationError(
-                f"environment variable {auth.password_env} (basic-auth password) is not set",
-                type="MissingSecret",
-                non_retryable=True,
-            )
-        return httpx.BasicAuth(auth.username, password)
+        return httpx.BasicAuth(auth.username, basic_password(auth))
     if isinstance(auth, SigV4Auth):
         return AwsSigV4Auth(auth.region, auth.service)
     return None
 
 
 def tls_verify(tls: TlsSettings) -> ssl.SSLContext | bool:
-    if tls.ca_bundle is not None:
-        return ssl.create_default_context(cafile=str(tls.ca_bundle))
-    return tls.verify
+    """One SSL context per TLS setting, made once: building one loads the CA bundle, which
+    blocks the event loop for tens of milliseconds."""
+    if not tls.verify:
+        return False
+    return _ssl_context(str(tls.ca_bundle) if tls.ca_bundle is not None else None)
+
+
+@functools.lru_cache(maxsize=32)
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_bundle)
 
 
 def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
@@ -87,19 +108,30 @@ def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _error_type(response: httpx.Response) -> str | None:
+USER_AGENT = "search-failover-probe"
+
+
+class NodeUnreachable(Exception):
+    """No HTTP answer from a node; the message describes the transport failure."""
+
+
+# GET `url` → (HTTP status, body); raises NodeUnreachable when there is no answer.
+Fetch = Callable[[str], Awaitable[tuple[int, bytes]]]
+
+
+def _error_type(body: bytes) -> str | None:
     try:
-        body = response.json()
+        parsed = json.loads(body)
     except ValueError:
         return None
-    error = body.get("error") if isinstance(body, dict) else None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, dict):
         return error.get("type")
     return error if isinstance(error, str) else None
 
 
-async def probe_node(
-    client: httpx.AsyncClient, url: str, timeout_s: float, *, identity: bool = True
+async def probe_node_via(
+    fetch: Fetch, url: str, timeout_s: float, *, identity: bool = True
 ) -> NodeProbe:
     """Asks one node who it is and how its cluster is; all failures become data.
 
@@ -112,34 +144,51 @@ async def probe_node(
     try:
         async with asyncio.timeout(timeout_s * 2):
             if identity:
-                root = await client.get(base + "/")
-                if root.status_code >= 400:
-                    probe.http_status = root.status_code
-                    probe.error_type = _error_type(root)
+                status, body = await fetch(base + "/")
+                if status >= 400:
+                    probe.http_status = status
+                    probe.error_type = _error_type(body)
                     return probe
-                info = root.json()
+                info = json.loads(body)
                 probe.cluster_name = info.get("cluster_name")
                 probe.cluster_uuid = info.get("cluster_uuid")
-            health = await client.get(base + "/_cluster/health")
-            probe.http_status = health.status_code
-            if health.status_code >= 400:
-                probe.error_type = _error_type(health)
+            status, body = await fetch(base + "/_cluster/health")
+            probe.http_status = status
+            if status >= 400:
+                probe.error_type = _error_type(body)
                 return probe
-            body = health.json()
+            health = json.loads(body)
             if not identity:
-                probe.cluster_name = body.get("cluster_name")
-            probe.health_status = body.get("status")
-            probe.timed_out = body.get("timed_out")
-            probe.number_of_nodes = body.get("number_of_nodes")
-    except httpx.TransportError as exc:
-        probe.error = _describe_transport_error(exc, timeout_s)
+                probe.cluster_name = health.get("cluster_name")
+            probe.health_status = health.get("status")
+            probe.timed_out = health.get("timed_out")
+            probe.number_of_nodes = health.get("number_of_nodes")
+    except NodeUnreachable as exc:
+        probe.error = str(exc)
     except TimeoutError:
         probe.error = f"timeout after {timeout_s * 2:g}s (no full answer)"
-    except ValueError as exc:
+    except (ValueError, AttributeError) as exc:
         probe.error = f"answer is not JSON: {exc}"
     finally:
         probe.latency_ms = round((time.monotonic() - started) * 1000, 1)
     return probe
+
+
+def httpx_fetch(client: httpx.AsyncClient, timeout_s: float) -> Fetch:
+    async def fetch(url: str) -> tuple[int, bytes]:
+        try:
+            response = await client.get(url)
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(_describe_transport_error(exc, timeout_s)) from None
+        return response.status_code, response.content
+
+    return fetch
+
+
+async def probe_node(
+    client: httpx.AsyncClient, url: str, timeout_s: float, *, identity: bool = True
+) -> NodeProbe:
+    return await probe_node_via(httpx_fetch(client, timeout_s), url, timeout_s, identity=identity)
 
 
 def probe_client(
@@ -147,19 +196,13 @@ def probe_client(
     timeout_seconds: float,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    local_address: str | None = None,
 ) -> httpx.AsyncClient:
-    """A client for one side's nodes; `local_address` pins the source address (vantage)."""
-    if transport is None and local_address is not None:
-        transport = httpx.AsyncHTTPTransport(
-            local_address=local_address, verify=tls_verify(side.tls)
-        )
     return httpx.AsyncClient(
         auth=http_auth(side),
         verify=tls_verify(side.tls),
         timeout=httpx.Timeout(timeout_seconds),
         transport=transport,
-        headers={"user-agent": "search-failover-probe"},
+        headers={"user-agent": USER_AGENT},
     )
 
 

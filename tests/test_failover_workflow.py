@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from failover.config import RedisCache
 from failover.models import FailoverResult, FailoverStatus, Outcome
@@ -22,6 +22,7 @@ from sandbox.stack import (
     STANDBY_SIM,
     STANDBY_VALUE,
 )
+from sandbox.waiting import wait_for
 from tests.conftest import Stack
 
 
@@ -167,12 +168,17 @@ async def test_two_triggers_at_once_make_one_workflow(stack: Stack) -> None:
     result = await first.result()
     assert result.result == Outcome.FAILED_OVER
     workflow_id = failover_workflow_id(stack.cluster.name)
-    runs = [
-        execution
-        async for execution in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")
-    ]
+    runs: list[WorkflowExecution] = []
+
+    async def listed_completed() -> bool:  # visibility follows the history a moment later
+        runs[:] = [
+            execution
+            async for execution in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")
+        ]
+        return any(r.status == WorkflowExecutionStatus.COMPLETED for r in runs)
+
+    await wait_for(listed_completed, what="the run to be listed as completed")
     assert len(runs) == 1
-    assert runs[0].status == WorkflowExecutionStatus.COMPLETED
     assert stack.proxy.count("ChangeResourceRecordSets") == 1
 
 

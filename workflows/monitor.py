@@ -45,6 +45,10 @@ from workflows.switchers import make_switcher
 
 # A watch reports changes only; after this long it returns anyway and is started again.
 WATCH_MAX = timedelta(hours=1)
+# Longer than the failover's 2 s: a watch that misses its heartbeat is re-run after a backoff
+# in which the cluster goes unwatched, so a busy event loop must not cost it; a crashed
+# vantage worker is still noticed within 10 s. Fewer heartbeat writes, too.
+WATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # A vantage worker that takes no watch for this long counts as unreachable (and is retried).
 VANTAGE_ABSENT_AFTER = timedelta(seconds=60)
 WATCH_RETRY = RetryPolicy(
@@ -276,7 +280,7 @@ class MonitorWorkflow:
                     task_queue=vantage,
                     start_to_close_timeout=WATCH_MAX + timedelta(minutes=1),
                     schedule_to_start_timeout=VANTAGE_ABSENT_AFTER,
-                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    heartbeat_timeout=WATCH_HEARTBEAT_TIMEOUT,
                     retry_policy=WATCH_RETRY,
                     summary=f"watch {self._cluster.name} from {vantage}",
                 )
