@@ -128,11 +128,8 @@ def build_worker(
                 *ACTIVITY_ONLY_MODULES
             )
         ),
-        interceptors=_interceptors(),
-        max_concurrent_activities=ACTIVITY_SLOTS,
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
-        graceful_shutdown_timeout=timedelta(seconds=5),
+        **_activity_options(),
     )
 
 
@@ -145,11 +142,18 @@ def build_vantage_worker(
         client,
         task_queue=task_queue,
         activities=[watch.watch_cluster],
-        interceptors=_interceptors(),
-        max_concurrent_activities=ACTIVITY_SLOTS,
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        graceful_shutdown_timeout=timedelta(seconds=5),
+        **_activity_options(),
     )
+
+
+def _activity_options() -> dict[str, Any]:
+    """What the main worker and the vantage workers run their activities with."""
+    return {
+        "interceptors": _interceptors(),
+        "max_concurrent_activities": ACTIVITY_SLOTS,
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+        "graceful_shutdown_timeout": timedelta(seconds=5),
+    }
 
 
 def _interceptors() -> list[Interceptor]:

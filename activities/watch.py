@@ -98,13 +98,6 @@ class NodeFetcher:
 Clients = dict[Side, NodeFetcher]
 
 
-def changed(before: ClusterWatch, after: ClusterWatch) -> bool:
-    return (before.primary.state, before.standby.state) != (
-        after.primary.state,
-        after.standby.state,
-    )
-
-
 class ClusterWatchActivities:
     """`local_address` pins the probes' source address: in the sandbox each vantage worker
     gets its own, so a partition can be injected for one vantage point alone."""
@@ -150,7 +143,7 @@ class ClusterWatchActivities:
                 progress.view = view
                 # A first watch reports its first round, so the monitor counts only
                 # vantage points that have really probed; after that, only changes.
-                if request.last is None or changed(reported, view):
+                if request.last is None or reported.states() != view.states():
                     return view
                 next_at += interval
                 now = time.monotonic()

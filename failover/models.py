@@ -269,6 +269,10 @@ class ClusterWatch(BaseModel):
     def side(self, side: Side) -> SideWatch:
         return self.primary if side == "primary" else self.standby
 
+    def states(self) -> tuple[WatchState, WatchState]:
+        """What changes here is what the watch reports: (primary, standby)."""
+        return (self.primary.state, self.standby.state)
+
 
 class WatchInput(BaseModel):
     cluster: ClusterConfig

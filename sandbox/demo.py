@@ -138,7 +138,6 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         watching = asyncio.create_task(watch.run(http, fault_at_monotonic))
 
         handle = await failover_started_by_monitor(sandbox.client, cluster.name)
-        started_at = (await handle.describe()).start_time
         result = await handle.result()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watch.recovered.wait(), RECOVERY_GRACE_SECONDS)
@@ -146,7 +145,8 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         category_after = await http.get(f"{url}/women.html")
 
     workflow_id = failover_workflow_id(cluster.name)
-    result_run_id = (await handle.describe()).run_id
+    description = await handle.describe()
+    started_at, result_run_id = description.start_time, description.run_id
     if sandbox.mode == "nlb":
         after = await asyncio.to_thread(sandbox.registered_targets)
     else:

@@ -11,6 +11,7 @@ paused. It continues as new before its history grows large, carrying its state.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -301,10 +302,7 @@ class MonitorWorkflow:
                 self._dirty = True
             previous = state.views.get(vantage) or ClusterWatch(vantage=vantage)
             state.views[vantage] = view
-            if (previous.primary.state, previous.standby.state) != (
-                view.primary.state,
-                view.standby.state,
-            ):
+            if previous.states() != view.states():
                 self._event("observed", _describe_view(view))
                 self._dirty = True
 
@@ -354,17 +352,15 @@ class MonitorWorkflow:
 
     # --- records ---------------------------------------------------------------------------
 
-    def _event(self, kind: str, reason: str) -> None:
+    def _event(self, kind: str, reason: str, *, level: int = logging.INFO) -> None:
         event = MonitorEvent(at=workflow.now(), kind=kind, reason=reason)
         self._state.events = [*self._state.events, event][-KEEP_EVENTS:]
-        workflow.logger.info("monitor %s %s: %s", self._cluster.name, kind, reason)
+        workflow.logger.log(level, "monitor %s %s: %s", self._cluster.name, kind, reason)
 
     def _alert(self, reason: str) -> None:
         # Notifications to SNS and chat hooks come with the operators' view; until then an
         # alert is a warning log line and an event in the monitor's status.
-        workflow.logger.warning("monitor alert %s: %s", self._cluster.name, reason)
-        event = MonitorEvent(at=workflow.now(), kind="alert", reason=reason)
-        self._state.events = [*self._state.events, event][-KEEP_EVENTS:]
+        self._event("alert", reason, level=logging.WARNING)
 
     def _record(self, decision: MonitorDecision) -> None:
         """Every new decision is kept; a repeat of the last one is not (no alert storms)."""
