@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from activities.verify import VerifyActivities
 from activities.watch import ClusterWatchActivities
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
 from failover.operations import ensure_monitors
+from failover.receiver import check_receiver_config, serve_receiver
 from failover.temporal import (
     EmbeddedTemporalServer,
     TemporalEndpoint,
@@ -215,6 +217,7 @@ async def serve(
     monitors: bool = True,
     vantage: str | None = None,
     source_address: str | None = None,
+    receiver: bool = False,
 ) -> None:
     aws = config.aws if config else AwsSettings()
     task_queue = config.task_queue if config else DEFAULT_TASK_QUEUE
@@ -247,20 +250,33 @@ async def serve(
             for workflow_id in await ensure_monitors(client, config):
                 print(f"monitor running: {workflow_id}", flush=True)
             background.append(asyncio.create_task(keep_monitors_running(client, config)))
+        if receiver and config is not None:
+            background.append(
+                asyncio.create_task(serve_receiver(config, _same(client), stop=receiver_stop))
+            )
         # Everything loaded so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise pause the probe loop for 100+ ms.
         gc.freeze()
 
     background: list[asyncio.Task[None]] = []
+    receiver_stop = asyncio.Event()
 
     try:
         await run_until_signalled(worker, start_monitors)
     finally:
+        receiver_stop.set()
         for task in background:
             task.cancel()
         if server is not None:
             server.stop()
     print("worker stopped", flush=True)
+
+
+def _same(client: Client) -> Callable[[], Awaitable[Client]]:
+    async def connected() -> Client:
+        return client
+
+    return connected
 
 
 def _announce(endpoint: TemporalEndpoint, task_queue: str) -> None:
@@ -288,18 +304,34 @@ def main(
     source_address: Annotated[
         str | None, typer.Option(help="source IP address for the probes of this worker")
     ] = None,
+    receiver: Annotated[
+        bool, typer.Option(help="also run the alarm receiver (the config's receiver section)")
+    ] = False,
 ) -> None:
     """Run the failover worker until SIGINT/SIGTERM."""
     app_config = None
     if config is not None:
         try:
             app_config = load_config(config)
+            if receiver:
+                check_receiver_config(app_config)
         except ConfigError as err:
             for line in err.errors:
                 print(f"config error: {line}", file=sys.stderr)
             _exit(2)
+    elif receiver:
+        print("config error: --receiver needs --config with a receiver section", file=sys.stderr)
+        _exit(2)
+    if receiver:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(
-        serve(app_config, monitors=monitors, vantage=vantage, source_address=source_address)
+        serve(
+            app_config,
+            monitors=monitors,
+            vantage=vantage,
+            source_address=source_address,
+            receiver=receiver,
+        )
     )
     _exit(0)
 

@@ -391,6 +391,31 @@ def _identity(identity: str | None) -> str:
     return identity or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
+@app.command()
+def receiver(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default: config)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default: config)")] = None,
+) -> None:
+    """Run the alarm receiver (SNS, EventBridge, Alertmanager) until SIGINT/SIGTERM."""
+    from failover.receiver import serve_receiver
+
+    app_config = _load(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        endpoint = find_endpoint()
+    except RuntimeError as exc:
+        err.print(f"error: {exc}")
+        _exit(2)
+    try:
+        _run(serve_receiver(app_config, lambda: connect(endpoint), host=host, port=port))
+    except ConfigError as exc:
+        for line in exc.errors:
+            err.print(f"config error: {line}")
+        _exit(2)
+    _exit(0)
+
+
 @monitor_app.command("start")
 def monitor_start(config: ConfigOption = None) -> None:
     """Start a monitor for each cluster in config, or hand running ones the current config."""

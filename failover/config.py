@@ -186,6 +186,34 @@ class MonitorSettings(StrictModel):
         return self.quorum if self.quorum is not None else vantage_count // 2 + 1
 
 
+class AlarmRoutes(StrictModel):
+    """Which alarms speak for this cluster: a firing one makes its monitor confirm and act."""
+
+    cloudwatch: list[str] = Field(
+        default_factory=list,
+        description="CloudWatch alarm names, delivered by SNS or EventBridge",
+    )
+    alertmanager: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Alertmanager label sets; an alert matches one when it has all its labels",
+    )
+
+    @field_validator("cloudwatch")
+    @classmethod
+    def _unique_alarm_names(cls, names: list[str]) -> list[str]:
+        _refuse_repeats("alarm name", names)
+        if any(not n.strip() for n in names):
+            raise ValueError("alarm names must not be empty")
+        return names
+
+    @field_validator("alertmanager")
+    @classmethod
+    def _matchers_not_empty(cls, matchers: list[dict[str, str]]) -> list[dict[str, str]]:
+        if any(not m for m in matchers):
+            raise ValueError("an empty label set would match every alert; name at least one label")
+        return matchers
+
+
 class Route53Switch(StrictModel):
     """Traffic follows one Route 53 record that Magento's search hostname resolves through."""
 
@@ -344,6 +372,7 @@ class ClusterConfig(StrictModel):
     switch: Switch
     caches: list[Cache] = Field(default_factory=list)
     verify: VerifySettings = Field(default_factory=VerifySettings)
+    alarms: AlarmRoutes = Field(default_factory=AlarmRoutes)
 
     @field_validator("caches")
     @classmethod
@@ -369,15 +398,147 @@ class AwsSettings(StrictModel):
     endpoint_url: AnyHttpUrl | None = None
 
 
+SNS_TOPIC_ARN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$"
+# Where SNS serves its signing certificates (and SubscribeURLs): https on these hosts only.
+SNS_HOST_PATTERN = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class SnsSettings(StrictModel):
+    """Amazon SNS HTTP(S) subscriptions: which topics, and whom to trust for certificates."""
+
+    topic_arns: list[str] = Field(min_length=1, description="topics allowed to deliver here")
+    max_age_seconds: float = Field(
+        default=3900,
+        gt=0,
+        le=86400,
+        description="older messages are refused (SNS retries an HTTP/S delivery for at most "
+        "3600 s); duplicate MessageIds are refused for as long",
+    )
+    confirm_subscriptions: bool = True
+    cert_host_pattern: str = Field(
+        default=SNS_HOST_PATTERN,
+        description="regular expression the whole host[:port] of SigningCertURL and "
+        "SubscribeURL must match; https is always required",
+    )
+    cert_ca_file: Path | None = Field(
+        default=None, description="CA bundle for fetching certificates; default: system CAs"
+    )
+    unsafe_skip_signature_check: bool = Field(
+        default=False,
+        description="tests only (moto signs nothing): accept unsigned messages; refused "
+        "unless the receiver listens on loopback",
+    )
+
+    @field_validator("topic_arns")
+    @classmethod
+    def _topic_arns(cls, arns: list[str]) -> list[str]:
+        _refuse_repeats("topic", arns)
+        bad = [a for a in arns if not re.match(SNS_TOPIC_ARN, a)]
+        if bad:
+            raise ValueError(f"not SNS topic ARNs: {', '.join(map(repr, bad))}")
+        return arns
+
+    @field_validator("cert_host_pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
+
+
+class EventBridgeSettings(StrictModel):
+    """EventBridge API destinations: a shared secret in a header, or an HMAC of the body."""
+
+    auth: Literal["header", "hmac"] = "header"
+    header: str = Field(
+        default="X-Failover-Token",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="header: the API key header of the connection; hmac: the header "
+        "carrying 'sha256=<hex>' of '<timestamp>.<body>'",
+    )
+    timestamp_header: str = Field(default="X-Failover-Timestamp", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    secret_env: str = Field(pattern=ENV_VAR_PATTERN)
+    max_age_seconds: float = Field(default=300, gt=0, le=86400)
+
+
+class AlertmanagerSettings(StrictModel):
+    """Alertmanager webhooks (version 4): a bearer token or basic auth, never neither."""
+
+    bearer_token_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    basic_username: str | None = Field(default=None, min_length=1)
+    basic_password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+
+    @model_validator(mode="after")
+    def _one_method(self) -> AlertmanagerSettings:
+        basic = self.basic_username is not None or self.basic_password_env is not None
+        if basic and (self.basic_username is None or self.basic_password_env is None):
+            raise ValueError("basic auth needs both basic_username and basic_password_env")
+        if basic == (self.bearer_token_env is not None):
+            raise ValueError("set exactly one of bearer_token_env or basic auth")
+        return self
+
+
+class ReceiverSettings(StrictModel):
+    """The alarm receiver: where it listens and how much it accepts from whom."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=10 * 1024 * 1024)
+    rate_limit: str = Field(
+        default="120/minute", description="per source address and endpoint, e.g. '10/second'"
+    )
+    temporal_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="longer than this to reach Temporal: answer 503"
+    )
+    sns: SnsSettings | None = None
+    eventbridge: EventBridgeSettings | None = None
+    alertmanager: AlertmanagerSettings | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write e.g. '120/minute' or '5/second'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _unsafe_only_on_loopback(self) -> ReceiverSettings:
+        if self.sns and self.sns.unsafe_skip_signature_check and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                "sns.unsafe_skip_signature_check is for tests on loopback only; "
+                f"the receiver listens on {self.host}"
+            )
+        return self
+
+
 class AppConfig(StrictModel):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     task_queue: str = Field(default="search-failover", min_length=1)
     clusters: list[ClusterConfig] = Field(min_length=1)
+    receiver: ReceiverSettings | None = None
 
     @field_validator("clusters")
     @classmethod
     def _unique_names(cls, clusters: list[ClusterConfig]) -> list[ClusterConfig]:
         _refuse_repeats("cluster", [c.name for c in clusters])
+        owners: dict[str, str] = {}
+        for cluster in clusters:
+            for alarm in cluster.alarms.cloudwatch:
+                if alarm in owners:
+                    raise ValueError(
+                        f"alarm {alarm!r} is mapped to both {owners[alarm]!r} and "
+                        f"{cluster.name!r}; an alarm speaks for one cluster"
+                    )
+                owners[alarm] = cluster.name
         return clusters
 
     def cluster(self, name: str) -> ClusterConfig:

@@ -279,6 +279,7 @@ MANUAL_FAILBACK = "failback is manual"
 HOLDING_OFF = "holding off"
 AUTO_OFF = "automatic failover off"
 FAILING_OVER = "failing over"
+CONFIRMING_ALARM = "alarm, confirming"
 
 
 def node_degraded(probe: NodeProbe) -> str | None:
@@ -404,6 +405,37 @@ def monitor_decision(
             reason=f"{BOTH_DOWN}: {seen}, and {target} is not healthy either ({why}); "
             f"not switching",
         )
+    refused = _guards(
+        seen=seen,
+        active=active,
+        now=now,
+        paused=paused,
+        paused_reason=paused_reason,
+        cooldown_until=cooldown_until,
+        hold_until=hold_until,
+        auto_failover=auto_failover,
+        auto_failback=auto_failback,
+    )
+    if refused is not None:
+        return refused
+    return MonitorDecision(
+        action="failover", reason=f"{FAILING_OVER}: {seen}: {down[0].side(active).reason}"
+    )
+
+
+def _guards(
+    *,
+    seen: str,
+    active: Side,
+    now: datetime,
+    paused: bool,
+    paused_reason: str | None,
+    cooldown_until: datetime | None,
+    hold_until: datetime | None,
+    auto_failover: bool,
+    auto_failback: bool,
+) -> MonitorDecision | None:
+    """What stops an automatic failover that the evidence (`seen`) would call for."""
     if paused:
         return MonitorDecision(
             action="alert",
@@ -430,6 +462,51 @@ def monitor_decision(
         )
     if not auto_failover:
         return MonitorDecision(action="alert", reason=f"{AUTO_OFF}: {seen}; act by hand")
+    return None
+
+
+def alarm_decision(
+    *,
+    alarm: str,
+    active: Side | None,
+    active_problem: str | None,
+    views: Sequence[ClusterWatch],
+    quorum: int,
+    now: datetime,
+    paused: bool = False,
+    paused_reason: str | None = None,
+    cooldown_until: datetime | None = None,
+    hold_until: datetime | None = None,
+    auto_failover: bool = True,
+    auto_failback: bool = False,
+) -> MonitorDecision:
+    """What the monitor does with a firing alarm: start a failover that confirms the fault
+    itself (all its probe rounds), or say why not. An alarm is a reason to look now, never
+    proof: the same guards hold as for the monitor's own evidence."""
+    if active is None:
+        return MonitorDecision(action="alert", reason=f"{UNKNOWN_ACTIVE}: {active_problem}")
+    target = other_side(active)
+    seen = f"{alarm} says {active} is failing"
+    sick = [v for v in views if v.side(target).state in ("down", "misconfigured")]
+    if len(sick) >= quorum:
+        return MonitorDecision(
+            action="alert",
+            reason=f"{BOTH_DOWN}: {seen}, and {target} is down from {len(sick)} vantage "
+            f"point(s) ({sick[0].side(target).reason}); not switching",
+        )
+    refused = _guards(
+        seen=seen,
+        active=active,
+        now=now,
+        paused=paused,
+        paused_reason=paused_reason,
+        cooldown_until=cooldown_until,
+        hold_until=hold_until,
+        auto_failover=auto_failover,
+        auto_failback=auto_failback,
+    )
+    if refused is not None:
+        return refused
     return MonitorDecision(
-        action="failover", reason=f"{FAILING_OVER}: {seen}: {down[0].side(active).reason}"
+        action="failover", reason=f"{CONFIRMING_ALARM}: {seen}; the failover confirms it first"
     )

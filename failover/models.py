@@ -315,6 +315,24 @@ class FailoverRecord(BaseModel):
     to_side: Side | None = None
 
 
+AlarmSource = Literal["sns", "eventbridge", "alertmanager", "lambda"]
+AlarmState = Literal["firing", "resolved"]
+
+
+class AlarmNotice(BaseModel):
+    """A verified alarm about one cluster, as the receiver hands it on: names, no secrets."""
+
+    source: AlarmSource
+    name: str
+    state: AlarmState
+    detail: str = ""
+    event_id: str = ""
+
+    def describe(self) -> str:
+        text = f"{self.source} alarm {self.name!r} {self.state}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
 class MonitorState(BaseModel):
     """Everything a monitor carries across continue-as-new."""
 
@@ -333,6 +351,9 @@ class MonitorState(BaseModel):
     failovers: list[FailoverRecord] = Field(default_factory=list)
     events: list[MonitorEvent] = Field(default_factory=list)
     generation: int = 1
+    # Alarms seen (firing and resolved), and the last one: a storm is one event, not a flood.
+    alarms_received: int = 0
+    last_alarm: AlarmNotice | None = None
 
 
 class MonitorInput(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -11,9 +12,11 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from failover.config import AppConfig, ClusterConfig
 from failover.models import (
+    AlarmNotice,
     FailoverRequest,
     FailoverResult,
     FailoverStatus,
@@ -41,6 +44,7 @@ async def start_or_attach_failover(
     reason: str,
     trigger: Trigger = "manual",
     confirmation: MonitorConfirmation | None = None,
+    rpc_timeout: timedelta | None = None,
 ) -> WorkflowHandle[Any, FailoverResult]:
     """Starts `failover-<cluster>`, or returns the run already in progress.
 
@@ -56,6 +60,7 @@ async def start_or_attach_failover(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         static_summary=f"{cluster.name}: failover ({trigger}: {reason})"[:200],
+        rpc_timeout=rpc_timeout,
     )
 
 
@@ -96,21 +101,30 @@ def monitor_workflow_id(cluster: str) -> str:
 
 
 async def ensure_monitor(
-    client: Client, cluster: ClusterConfig, *, task_queue: str, max_history_events: int = 10_000
+    client: Client,
+    cluster: ClusterConfig,
+    *,
+    task_queue: str,
+    max_history_events: int = 10_000,
+    signal: str = "configure",
+    signal_arg: Any = None,
+    rpc_timeout: timedelta | None = None,
 ) -> WorkflowHandle[Any, None]:
     """Starts `monitor-<cluster>`, or hands the running one the current config.
 
     Signal-with-start does both in one call, so every worker start (and `monitor start`)
-    leaves exactly one monitor per cluster, watching with the config on disk.
+    leaves exactly one monitor per cluster, watching with the config on disk. Another
+    signal (an alarm) may be sent the same way: it reaches the monitor, started if need be.
     """
     return await client.start_workflow(
         MONITOR_WORKFLOW,
         MonitorInput(cluster=cluster, task_queue=task_queue, max_history_events=max_history_events),
         id=monitor_workflow_id(cluster.name),
         task_queue=task_queue,
-        start_signal="configure",
-        start_signal_args=[cluster],
+        start_signal=signal,
+        start_signal_args=[cluster if signal_arg is None else signal_arg],
         static_summary=f"{cluster.name}: monitor",
+        rpc_timeout=rpc_timeout,
     )
 
 
@@ -162,3 +176,53 @@ async def pause_monitor(
 
 class MonitorRefused(Exception):
     """The monitor refused an operator's request; the message says why."""
+
+
+# --- alarms ----------------------------------------------------------------------------------
+
+
+async def deliver_alarm(
+    client: Client,
+    config: AppConfig,
+    cluster: ClusterConfig,
+    notice: AlarmNotice,
+    *,
+    rpc_timeout: timedelta | None = None,
+) -> str:
+    """Hands a verified alarm to Temporal; returns what was done, for the log and the answer.
+
+    A firing alarm goes to the cluster's monitor (signal-with-start: one monitor, whatever
+    the storm), which starts a failover that confirms the fault before acting. Without a
+    monitor it starts or joins `failover-<cluster>` directly, which confirms it the same
+    way. A resolved alarm is only recorded: it never moves traffic back.
+    """
+    if cluster.monitor.enabled:
+        if notice.state == "firing":
+            handle = await ensure_monitor(
+                client,
+                cluster,
+                task_queue=config.task_queue,
+                signal="alarm",
+                signal_arg=notice,
+                rpc_timeout=rpc_timeout,
+            )
+            return f"{handle.id} signalled"
+        handle = client.get_workflow_handle(monitor_workflow_id(cluster.name))
+        try:
+            await handle.signal("alarm", notice, rpc_timeout=rpc_timeout)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return f"recorded here only: {handle.id} is not running"
+        return f"recorded by {handle.id}"
+    if notice.state == "firing":
+        failover = await start_or_attach_failover(
+            client,
+            cluster,
+            task_queue=config.task_queue,
+            reason=notice.describe()[:500],
+            trigger="alarm",
+            rpc_timeout=rpc_timeout,
+        )
+        return f"{failover.id} run {failover.run_id} started or joined"
+    return "recorded here only: no monitor for this cluster"

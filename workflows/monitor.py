@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from failover import decisions
     from failover.config import ClusterConfig
     from failover.models import (
+        AlarmNotice,
         ClusterWatch,
         FailoverRecord,
         FailoverRequest,
@@ -85,6 +86,7 @@ class MonitorWorkflow:
         self._reconfigured = False
         self._reread = False
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._alarm: AlarmNotice | None = None
 
     @workflow.run
     async def run(self, request: MonitorInput) -> None:
@@ -112,14 +114,17 @@ class MonitorWorkflow:
                 await self._read_active_side()
             self._dirty = False
             decision = self._decide()
-            if decision.action != "none":
+            alarm, self._alarm = self._alarm, None
+            if decision.action != "none" or alarm is not None:
                 # Someone may have moved traffic since the last read (a manual trigger):
                 # read the switch again, and alert or act only if the decision still stands.
                 await self._read_active_side()
                 decision = self._decide()
+            if alarm is not None and decision.action != "failover":
+                decision = self._decide_on_alarm(alarm)
             self._record(decision)
             if decision.action == "failover":
-                await self._fail_over(decision)
+                await self._fail_over(decision, alarm)
 
     # --- the runbook -------------------------------------------------------------------------
 
@@ -155,8 +160,33 @@ class MonitorWorkflow:
             auto_failback=self._cluster.monitor.auto_failback,
         )
 
-    async def _fail_over(self, decision: MonitorDecision) -> None:
-        """Starts (or joins) `failover-<cluster>` and waits for its result."""
+    def _decide_on_alarm(self, alarm: AlarmNotice) -> MonitorDecision:
+        state = self._state
+        return decisions.alarm_decision(
+            alarm=f"{alarm.source} alarm {alarm.name!r}",
+            active=state.active,
+            active_problem=state.active_problem,
+            views=[
+                state.views[v]
+                for v in self._vantages
+                if v in state.views and v not in state.unreachable_vantages
+            ],
+            quorum=self._quorum,
+            now=workflow.now(),
+            paused=state.paused,
+            paused_reason=state.paused_reason,
+            cooldown_until=state.cooldown_until,
+            hold_until=state.hold_until,
+            auto_failover=self._cluster.monitor.auto_failover,
+            auto_failback=self._cluster.monitor.auto_failback,
+        )
+
+    async def _fail_over(self, decision: MonitorDecision, alarm: AlarmNotice | None = None) -> None:
+        """Starts (or joins) `failover-<cluster>` and waits for its result.
+
+        On the monitor's own evidence the run re-checks it once; on an alarm it has no
+        evidence of its own, so the run does all its confirmation rounds.
+        """
         state = self._state
         assert state.active is not None
         self._phase = "failing_over"
@@ -170,8 +200,10 @@ class MonitorWorkflow:
         request = FailoverRequest(
             cluster=self._cluster,
             reason=decision.reason,
-            trigger="monitor",
-            confirmation=MonitorConfirmation(
+            trigger="monitor" if alarm is None else "alarm",
+            confirmation=None
+            if alarm is not None
+            else MonitorConfirmation(
                 vantages_down=down,
                 vantage_count=len(self._vantages),
                 quorum=self._quorum,
@@ -417,7 +449,9 @@ class MonitorWorkflow:
     @workflow.signal(name="failover_finished")
     def failover_finished(self, result: FailoverResult) -> None:
         """Every failover run reports here, whoever started it: traffic may have moved."""
-        if result.trigger != "monitor":
+        # A run this monitor started (on its evidence or an alarm's) is handled where it
+        # is awaited; the others were started by hand.
+        if result.trigger != "monitor" and self._phase != "failing_over":
             self._event(
                 "failover_elsewhere",
                 f"{result.trigger} failover {result.result.value}: {result.reason}",
@@ -428,6 +462,26 @@ class MonitorWorkflow:
                 state.cooldown_until = result.finished_at + cooldown
         self._reread = True
         self._dirty = True
+
+    @workflow.signal(name="alarm")
+    def alarm(self, notice: AlarmNotice) -> None:
+        """A verified alarm from the receiver. A resolved one is only recorded (never a
+        failback); a firing one is judged by `alarm_decision`, unless a failover is already
+        running, which answers it. A storm of repeats is counted, not logged one by one."""
+        state = self._state
+        state.alarms_received += 1
+        last = state.last_alarm
+        repeat = last is not None and (last.source, last.name, last.state) == (
+            notice.source,
+            notice.name,
+            notice.state,
+        )
+        state.last_alarm = notice
+        if not repeat:
+            self._event(f"alarm_{notice.state}", notice.describe())
+        if notice.state == "firing" and self._phase != "failing_over":
+            self._alarm = notice
+            self._dirty = True
 
     @workflow.signal(name="configure")
     def configure(self, cluster: ClusterConfig) -> None:
