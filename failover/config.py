@@ -493,6 +493,11 @@ class ReceiverSettings(StrictModel):
     temporal_timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="longer than this to reach Temporal: answer 503"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of the load balancers in front (ALB, proxy) whose "
+        "X-Forwarded-For names the source; empty: the peer address is the source",
+    )
     sns: SnsSettings | None = None
     eventbridge: EventBridgeSettings | None = None
     alertmanager: AlertmanagerSettings | None = None

@@ -535,6 +535,10 @@ def receiver_server(
             access_log=False,
             limit_concurrency=500,
             timeout_keep_alive=5,
+            # The source address (rate limits, logs) comes from X-Forwarded-For only when
+            # the peer is a configured proxy.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
             lifespan="off",
             server_header=False,
         )

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from failover.net import free_port
 from sandbox.stack import SANDBOX_AWS_ENV
@@ -188,3 +190,110 @@ def test_worker_starts_the_embedded_server_and_exits_cleanly(
         code = stop(worker)
     assert code == 0, log_path.read_text()
     assert not (Path(env["FAILOVER_STATE_DIR"]) / "temporal.json").exists()
+
+
+def _with_receiver(config_path: str, tmp_path: Path, port: int) -> Path:
+    """The sandbox's config plus an alarm mapping and a receiver on `port`."""
+    raw = yaml.safe_load(Path(config_path).read_text())
+    raw["clusters"][0]["alarms"] = {"alertmanager": [{"alertname": "SearchClusterDown"}]}
+    raw["receiver"] = {"port": port, "alertmanager": {"bearer_token_env": "TEST_AM_TOKEN"}}
+    path = tmp_path / "with-receiver.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _alert(status: str) -> dict[str, Any]:
+    labels = {"alertname": "SearchClusterDown"}
+    return {
+        "version": "4",
+        "status": status,
+        "alerts": [{"status": status, "labels": labels, "annotations": {}}],
+    }
+
+
+def test_worker_with_the_receiver_takes_alerts_and_exits_cleanly(
+    sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
+) -> None:
+    """`worker.py --receiver`: an Alertmanager alert reaches the monitor, which starts a
+    failover; the cluster is healthy, so that run confirms nothing and moves nothing."""
+    port = free_port()
+    config = _with_receiver(sandbox["config_path"], tmp_path, port)
+    worker_env = env | {
+        "TEMPORAL_ADDRESS": sandbox["temporal"]["address"],
+        "TEST_AM_TOKEN": "am-process-token",
+    }
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, ROOT / "worker.py", "--config", config, "--receiver"],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    url = f"http://127.0.0.1:{port}/alarms/alertmanager"
+    token = {"Authorization": "Bearer am-process-token"}
+    try:
+        wait_until(lambda: "alarm receiver on" in worker_log.read_text(), "the receiver")
+        refused = httpx.post(url, json=_alert("firing"))
+        assert refused.status_code == 401
+        answer = httpx.post(url, json=_alert("firing"), headers=token)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["deliveries"] == {"catalog-search": "monitor-catalog-search signalled"}
+
+        def finished() -> dict[str, Any] | None:
+            done = cli(env, "status", "catalog-search", "--json")
+            state = json.loads(done.stdout) if done.returncode == 0 else {}
+            return state if "result" in state else None
+
+        state = wait_until(finished, "the alarm's failover to finish")
+        assert state["result"]["trigger"] == "alarm"
+        assert state["result"]["result"] == "not_confirmed"
+        resolved = httpx.post(url, json=_alert("resolved"), headers=token)
+        assert resolved.status_code == 202 and resolved.json()["status"] == "recorded"
+
+        def monitor_events() -> list[str] | None:
+            done = cli(env, "monitor", "status", "catalog-search", "--json")
+            kinds = [e["kind"] for e in json.loads(done.stdout)["state"]["events"]]
+            return kinds if "alarm_resolved" in kinds else None
+
+        kinds = wait_until(monitor_events, "the monitor to record the resolved alert")
+        assert kinds.count("failover_started") == 1
+    finally:
+        code = stop(worker)
+    text = worker_log.read_text()
+    assert code == 0, text
+    assert "alarm rejected: endpoint=alertmanager" in text and "status=401" in text
+    assert "am-process-token" not in text
+
+
+def test_receiver_command_refuses_a_missing_secret_and_stops_cleanly(
+    sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    config = _with_receiver(sandbox["config_path"], tmp_path, port)
+    missing = cli(env, "receiver", "--config", str(config))
+    assert missing.returncode == 2
+    assert "environment variable TEST_AM_TOKEN is not set" in missing.stderr
+    log_path = tmp_path / "receiver.log"
+    with log_path.open("w") as log:
+        receiver = subprocess.Popen(
+            [BIN / "failover", "receiver", "--config", config],
+            env=env | {"TEST_AM_TOKEN": "t0ken-value"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_until(lambda: f"127.0.0.1:{port}" in log_path.read_text(), "the receiver")
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/alarms/alertmanager",
+            json=_alert("firing"),
+            headers={"Authorization": "Bearer wrong"},
+        )
+        assert answer.status_code == 403
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        code = stop(receiver)
+    assert code == 0, log_path.read_text()

@@ -88,7 +88,7 @@ def signer(test_ca: SigningCa, cert_server: CertServer) -> SnsSigner:
 def receiver_config(
     base: AppConfig,
     *,
-    ca: SigningCa,
+    ca: SigningCa | None,
     monitors: bool,
     rate_limit: str = "100000/minute",
     temporal_timeout: float = 5.0,
@@ -110,8 +110,11 @@ def receiver_config(
         "sns": {
             "topic_arns": [TOPIC_ARN],
             # Test-only trust: the loopback certificate server and its CA.
-            "cert_host_pattern": r"127\.0\.0\.1:[0-9]+",
-            "cert_ca_file": str(ca.ca_file),
+            **(
+                {"cert_host_pattern": r"127\.0\.0\.1:[0-9]+", "cert_ca_file": str(ca.ca_file)}
+                if ca is not None
+                else {}
+            ),
             **(sns_settings or {}),
         },
         "eventbridge": {"secret_env": "TEST_EVENTBRIDGE_SECRET"},
@@ -465,8 +468,14 @@ async def test_temporal_down_answers_503_and_the_retry_is_taken(
 async def test_rate_limit_per_source(stack: Stack, test_ca: SigningCa) -> None:
     config = receiver_config(stack.config, ca=test_ca, monitors=False, rate_limit="5/minute")
     async with receiving(config, same_client(stack.client)) as receiver:
+        # A forged X-Forwarded-For does not make a new source: no proxy is trusted.
         codes = [
-            (await receiver.post("eventbridge", b"{}", headers={})).status_code for _ in range(7)
+            (
+                await receiver.post(
+                    "eventbridge", b"{}", headers={"X-Forwarded-For": f"10.0.0.{n}"}
+                )
+            ).status_code
+            for n in range(7)
         ]
         assert codes[:5] == [401] * 5
         assert codes[5:] == [429, 429]
