@@ -21,8 +21,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import WorkflowHistory
 
-from failover.models import Outcome
+from failover.models import AlarmNotice, Outcome
 from failover.operations import (
+    deliver_alarm,
     ensure_monitor,
     failover_workflow_id,
     monitor_status,
@@ -153,3 +154,44 @@ async def test_record_monitor_failed_over(monitor_stack: Stack) -> None:
     replayed = await make_replayer().replay_workflow(history)
     assert replayed.replay_failure is None
     _save(HISTORIES / "monitor_failed_over.json", history)
+
+
+async def test_record_monitor_alarm_not_confirmed(monitor_stack: Stack) -> None:
+    """A monitor that takes a storm of alarms on a healthy cluster, then a resolved one:
+    one failover, which confirms nothing; the rest are counted."""
+    config = monitor_stack.config
+    cluster = monitor_stack.cluster
+    handle = await ensure_monitor(monitor_stack.client, cluster, task_queue=config.task_queue)
+
+    async def watching() -> bool:
+        return len((await monitor_status(monitor_stack.client, cluster.name)).state.views) == 3
+
+    await wait_for(watching, what="first reports from every vantage point")
+    firing = AlarmNotice(source="sns", name="search-red", state="firing", event_id="m")
+    for _ in range(5):
+        await deliver_alarm(monitor_stack.client, config, cluster, firing)
+
+    async def failover_done() -> bool:
+        state = (await monitor_status(monitor_stack.client, cluster.name)).state
+        return (
+            state.alarms_received == 5
+            and bool(state.failovers)
+            and (state.failovers[-1].result is not None)
+        )
+
+    await wait_for(failover_done, what="the alarm's failover", timeout_s=30)
+    resolved = firing.model_copy(update={"state": "resolved"})
+    await deliver_alarm(monitor_stack.client, config, cluster, resolved)
+
+    async def recorded() -> bool:
+        return (await monitor_status(monitor_stack.client, cluster.name)).state.alarms_received == 6
+
+    await wait_for(recorded, what="the resolved alarm")
+    status = await monitor_status(monitor_stack.client, cluster.name)
+    assert [f.result for f in status.state.failovers] == [Outcome.NOT_CONFIRMED]
+    history = await handle.fetch_history()
+    await handle.terminate("recorded")
+    _scrub_machine_names(history)
+    replayed = await make_replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    _save(HISTORIES / "monitor_alarm_not_confirmed.json", history)

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from failover.operations import failover_workflow_id, monitor_status, monitor_wo
 from failover.receiver import (
     AlarmReceiver,
     ReceiverSecrets,
+    hmac_headers,
     running_receiver,
 )
 from sandbox.search_sim import FaultMode, NodeFault, free_port_on
@@ -316,6 +318,38 @@ async def test_stray_alarm_on_a_healthy_cluster_switches_nothing(
         result = await failover_result(stack, stack.cluster.name)
     assert result.result == Outcome.NOT_CONFIRMED
     assert stack.record_values() == [stack.cluster.switch.primary_value]
+
+
+async def test_eventbridge_hmac_mode(stack: Stack, test_ca: SigningCa) -> None:
+    """For senders that sign (a script, a forwarder): HMAC of '<timestamp>.<body>'."""
+    raw = receiver_config(stack.config, ca=test_ca, monitors=False).model_dump(mode="json")
+    raw["receiver"]["eventbridge"] = {
+        "auth": "hmac",
+        "header": "X-Failover-Signature",
+        "secret_env": "TEST_EVENTBRIDGE_SECRET",
+        "max_age_seconds": 60,
+    }
+    config = parse_config(raw)
+    secret = EVENTBRIDGE_SECRET.encode()
+    body = json.dumps(eventbridge_event()).encode()
+    async with receiving(config, same_client(stack.client)) as receiver:
+        missing = await receiver.post("eventbridge", body)
+        assert missing.status_code == 401
+        forged = await receiver.post(
+            "eventbridge", body, headers=hmac_headers(b"not-the-secret", body)
+        )
+        assert forged.status_code == 403
+        old = await receiver.post(
+            "eventbridge", body, headers=hmac_headers(secret, body, now=time.time() - 120)
+        )
+        assert old.status_code == 403 and "outside 60 s" in old.json()["reason"]
+        other_body = json.dumps(eventbridge_event()).encode()
+        swapped = await receiver.post("eventbridge", other_body, headers=hmac_headers(secret, body))
+        assert swapped.status_code == 403
+        good = await receiver.post("eventbridge", body, headers=hmac_headers(secret, body))
+        assert good.status_code == 202, good.text
+        result = await failover_result(stack, stack.cluster.name)
+    assert result.trigger == "alarm"
 
 
 # --- through the monitor -------------------------------------------------------------------

@@ -25,7 +25,8 @@ run recorded with the old code will ever be replayed by the new one. Then re-rec
     .venv/bin/pytest tests/record_histories.py
 
 which runs the scenarios on a real dev server and overwrites dns_failed_over, dns_rolled_back,
-dns_aborted, nlb_failed_over and monitor_failed_over in tests/histories/ (other files, such
+dns_aborted, nlb_failed_over, monitor_failed_over and monitor_alarm_not_confirmed in
+tests/histories/ (other files, such
 as the crash history, are left alone and must be refreshed the way they were made). Review
 the diff, run this module, and commit the new histories together with the workflow change.
 """
