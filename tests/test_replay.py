@@ -26,9 +26,9 @@ run recorded with the old code will ever be replayed by the new one. Then re-rec
 
 which runs the scenarios on a real dev server and overwrites dns_failed_over, dns_rolled_back,
 dns_aborted, nlb_failed_over, monitor_failed_over and monitor_alarm_not_confirmed in
-tests/histories/ (other files, such
-as the crash history, are left alone and must be refreshed the way they were made). Review
-the diff, run this module, and commit the new histories together with the workflow change.
+tests/histories/ (other files, such as the crash history, are left alone and must be
+refreshed the way they were made). Review the diff, run this module, and commit the new
+histories together with the workflow change.
 """
 
 from __future__ import annotations
