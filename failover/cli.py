@@ -531,3 +531,7 @@ def _run_rpc(coro: Coroutine[Any, Any, T]) -> T:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
