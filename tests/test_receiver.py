@@ -352,6 +352,48 @@ async def test_eventbridge_hmac_mode(stack: Stack, test_ca: SigningCa) -> None:
     assert result.trigger == "alarm"
 
 
+async def test_alarm_storm_without_a_monitor_joins_one_failover(stack: Stack, test_ca: SigningCa):
+    """No monitor: each alarm starts or joins `failover-<cluster>` by its fixed id, so 100
+    alarms while it runs all land on one run."""
+    config = receiver_config(stack.config, ca=test_ca, monitors=False)
+    await kill_primary(stack)
+    async with receiving(config, same_client(stack.client)) as receiver:
+        webhooks = [alertmanager_webhook(stack.cluster.name) for _ in range(100)]
+        answers = await asyncio.gather(*(receiver.alertmanager(w) for w in webhooks))
+        assert {a.status_code for a in answers} == {202}
+        joined = {a.json()["deliveries"][stack.cluster.name] for a in answers}
+        assert len(joined) == 1, joined  # one run id in every answer
+        result = await failover_result(stack, stack.cluster.name)
+    assert_confirmed_switch(result, stack, by="SearchClusterDown")
+    query = f"WorkflowId = '{failover_workflow_id(stack.cluster.name)}'"
+    assert len([w async for w in stack.client.list_workflows(query)]) == 1
+
+
+async def test_alertmanager_basic_auth(stack: Stack, test_ca: SigningCa) -> None:
+    raw = receiver_config(stack.config, ca=test_ca, monitors=False).model_dump(mode="json")
+    raw["receiver"]["alertmanager"] = {
+        "basic_username": "alertmanager",
+        "basic_password_env": "TEST_AM_TOKEN",
+    }
+    config = parse_config(raw)
+    webhook = alertmanager_webhook(stack.cluster.name, "resolved")
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+
+    async with receiving(config, same_client(stack.client)) as receiver:
+        wrong = await receiver.post("alertmanager", webhook, headers=basic("alertmanager", "guess"))
+        assert wrong.status_code == 403
+        bearer = await receiver.alertmanager(webhook)
+        assert bearer.status_code == 401
+        assert bearer.headers["WWW-Authenticate"].startswith("Basic")
+        good = await receiver.post(
+            "alertmanager", webhook, headers=basic("alertmanager", ALERTMANAGER_TOKEN)
+        )
+        assert good.status_code == 202 and good.json()["status"] == "recorded"
+
+
 # --- through the monitor -------------------------------------------------------------------
 
 
