@@ -9,6 +9,7 @@ Workflows call these directly: they are deterministic and do no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -370,13 +371,7 @@ def monitor_decision(
     views: Sequence[ClusterWatch],
     vantage_count: int,
     quorum: int,
-    now: datetime,
-    paused: bool = False,
-    paused_reason: str | None = None,
-    cooldown_until: datetime | None = None,
-    hold_until: datetime | None = None,
-    auto_failover: bool = True,
-    auto_failback: bool = False,
+    guards: Guards,
 ) -> MonitorDecision:
     """What the monitor does with what its vantage points see: nothing, alert, or fail over.
 
@@ -405,17 +400,7 @@ def monitor_decision(
             reason=f"{BOTH_DOWN}: {seen}, and {target} is not healthy either ({why}); "
             f"not switching",
         )
-    refused = _guards(
-        seen=seen,
-        active=active,
-        now=now,
-        paused=paused,
-        paused_reason=paused_reason,
-        cooldown_until=cooldown_until,
-        hold_until=hold_until,
-        auto_failover=auto_failover,
-        auto_failback=auto_failback,
-    )
+    refused = guards.refusal(seen, active)
     if refused is not None:
         return refused
     return MonitorDecision(
@@ -423,46 +408,49 @@ def monitor_decision(
     )
 
 
-def _guards(
-    *,
-    seen: str,
-    active: Side,
-    now: datetime,
-    paused: bool,
-    paused_reason: str | None,
-    cooldown_until: datetime | None,
-    hold_until: datetime | None,
-    auto_failover: bool,
-    auto_failback: bool,
-) -> MonitorDecision | None:
-    """What stops an automatic failover that the evidence (`seen`) would call for."""
-    if paused:
-        return MonitorDecision(
-            action="alert",
-            reason=f"{PAUSED}: {seen}, but automatic action is paused"
-            + (f" ({paused_reason})" if paused_reason else ""),
-        )
-    if cooldown_until is not None and now < cooldown_until:
-        return MonitorDecision(
-            action="alert",
-            reason=f"{COOLDOWN}: {seen}, but the last failover was less than the cooldown ago; "
-            f"no automatic failover until {cooldown_until.isoformat()}",
-        )
-    if active == "standby" and not auto_failback:
-        return MonitorDecision(
-            action="alert",
-            reason=f"{MANUAL_FAILBACK}: {seen}; moving back to the primary is a person's "
-            f"decision (`failover trigger`, or auto_failback: true in config)",
-        )
-    if hold_until is not None and now < hold_until:
-        return MonitorDecision(
-            action="none",
-            reason=f"{HOLDING_OFF}: {seen}; the last attempt changed nothing, next try after "
-            f"{hold_until.isoformat()}",
-        )
-    if not auto_failover:
-        return MonitorDecision(action="alert", reason=f"{AUTO_OFF}: {seen}; act by hand")
-    return None
+@dataclass(frozen=True)
+class Guards:
+    """What stops an automatic failover, whatever the evidence: the operators' pause, the
+    cooldown after a failover, manual failback, the hold-off after an attempt that changed
+    nothing, and automatic failover turned off."""
+
+    now: datetime
+    paused: bool = False
+    paused_reason: str | None = None
+    cooldown_until: datetime | None = None
+    hold_until: datetime | None = None
+    auto_failover: bool = True
+    auto_failback: bool = False
+
+    def refusal(self, seen: str, active: Side) -> MonitorDecision | None:
+        """The decision that stops a failover the evidence (`seen`) calls for, or None."""
+        if self.paused:
+            return MonitorDecision(
+                action="alert",
+                reason=f"{PAUSED}: {seen}, but automatic action is paused"
+                + (f" ({self.paused_reason})" if self.paused_reason else ""),
+            )
+        if self.cooldown_until is not None and self.now < self.cooldown_until:
+            return MonitorDecision(
+                action="alert",
+                reason=f"{COOLDOWN}: {seen}, but the last failover was less than the cooldown "
+                f"ago; no automatic failover until {self.cooldown_until.isoformat()}",
+            )
+        if active == "standby" and not self.auto_failback:
+            return MonitorDecision(
+                action="alert",
+                reason=f"{MANUAL_FAILBACK}: {seen}; moving back to the primary is a person's "
+                f"decision (`failover trigger`, or auto_failback: true in config)",
+            )
+        if self.hold_until is not None and self.now < self.hold_until:
+            return MonitorDecision(
+                action="none",
+                reason=f"{HOLDING_OFF}: {seen}; the last attempt changed nothing, next try after "
+                f"{self.hold_until.isoformat()}",
+            )
+        if not self.auto_failover:
+            return MonitorDecision(action="alert", reason=f"{AUTO_OFF}: {seen}; act by hand")
+        return None
 
 
 def alarm_decision(
@@ -472,13 +460,7 @@ def alarm_decision(
     active_problem: str | None,
     views: Sequence[ClusterWatch],
     quorum: int,
-    now: datetime,
-    paused: bool = False,
-    paused_reason: str | None = None,
-    cooldown_until: datetime | None = None,
-    hold_until: datetime | None = None,
-    auto_failover: bool = True,
-    auto_failback: bool = False,
+    guards: Guards,
 ) -> MonitorDecision:
     """What the monitor does with a firing alarm: start a failover that confirms the fault
     itself (all its probe rounds), or say why not. An alarm is a reason to look now, never
@@ -494,17 +476,7 @@ def alarm_decision(
             reason=f"{BOTH_DOWN}: {seen}, and {target} is down from {len(sick)} vantage "
             f"point(s) ({sick[0].side(target).reason}); not switching",
         )
-    refused = _guards(
-        seen=seen,
-        active=active,
-        now=now,
-        paused=paused,
-        paused_reason=paused_reason,
-        cooldown_until=cooldown_until,
-        hold_until=hold_until,
-        auto_failover=auto_failover,
-        auto_failback=auto_failback,
-    )
+    refused = guards.refusal(seen, active)
     if refused is not None:
         return refused
     return MonitorDecision(

@@ -138,26 +138,13 @@ class MonitorWorkflow:
 
     def _decide(self) -> MonitorDecision:
         state = self._state
-        # Only vantage points that have probed count; one that has not reported yet, or
-        # stopped answering, sees neither side down nor the standby healthy.
-        answering = [
-            state.views[v]
-            for v in self._vantages
-            if v in state.views and v not in state.unreachable_vantages
-        ]
         return decisions.monitor_decision(
             active=state.active,
             active_problem=state.active_problem,
-            views=answering,
+            views=self._answering(),
             vantage_count=len(self._vantages),
             quorum=self._quorum,
-            now=workflow.now(),
-            paused=state.paused,
-            paused_reason=state.paused_reason,
-            cooldown_until=state.cooldown_until,
-            hold_until=state.hold_until,
-            auto_failover=self._cluster.monitor.auto_failover,
-            auto_failback=self._cluster.monitor.auto_failback,
+            guards=self._guards(),
         )
 
     def _decide_on_alarm(self, alarm: AlarmNotice) -> MonitorDecision:
@@ -166,12 +153,24 @@ class MonitorWorkflow:
             alarm=f"{alarm.source} alarm {alarm.name!r}",
             active=state.active,
             active_problem=state.active_problem,
-            views=[
-                state.views[v]
-                for v in self._vantages
-                if v in state.views and v not in state.unreachable_vantages
-            ],
+            views=self._answering(),
             quorum=self._quorum,
+            guards=self._guards(),
+        )
+
+    def _answering(self) -> list[ClusterWatch]:
+        """Only vantage points that have probed count; one that has not reported yet, or
+        stopped answering, sees neither side down nor the standby healthy."""
+        state = self._state
+        return [
+            state.views[v]
+            for v in self._vantages
+            if v in state.views and v not in state.unreachable_vantages
+        ]
+
+    def _guards(self) -> decisions.Guards:
+        state = self._state
+        return decisions.Guards(
             now=workflow.now(),
             paused=state.paused,
             paused_reason=state.paused_reason,

@@ -20,16 +20,16 @@ DOWN = SideWatch(state="down", reason="down: standby gone")
 
 
 def alarm_decision(views: list[ClusterWatch] | None = None, **overrides: object):
+    fields = set(decisions.Guards.__dataclass_fields__)
+    guards = decisions.Guards(now=NOW, **{k: v for k, v in overrides.items() if k in fields})
     arguments: dict[str, object] = {
         "alarm": "sns alarm 'search-red'",
         "active": "primary",
         "active_problem": None,
         "views": views or [],
         "quorum": 2,
-        "now": NOW,
-    }
-    arguments.update(overrides)
-    return decisions.alarm_decision(**arguments)  # type: ignore[arg-type]
+    } | {k: v for k, v in overrides.items() if k not in fields}
+    return decisions.alarm_decision(**arguments, guards=guards)  # type: ignore[arg-type]
 
 
 # --- the monitor's decision on a firing alarm ------------------------------------------------

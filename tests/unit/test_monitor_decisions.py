@@ -357,16 +357,19 @@ def primary_down_from(count: int, standby: SideWatch = HEALTHY) -> list[ClusterW
     ]
 
 
+GUARD_FIELDS = set(decisions.Guards.__dataclass_fields__)
+
+
 def decide(views: list[ClusterWatch], **overrides: object):
+    guards = {"now": NOW} | {k: v for k, v in overrides.items() if k in GUARD_FIELDS}
     arguments = {
         "active": "primary",
         "active_problem": None,
         "views": views,
         "vantage_count": len(VANTAGES),
         "quorum": 2,
-        "now": NOW,
-    } | overrides
-    return decisions.monitor_decision(**arguments)
+    } | {k: v for k, v in overrides.items() if k not in GUARD_FIELDS}
+    return decisions.monitor_decision(**arguments, guards=decisions.Guards(**guards))
 
 
 def test_all_healthy_does_nothing() -> None:
