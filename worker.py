@@ -30,6 +30,7 @@ from activities.caches import CacheActivities
 from activities.control import FailoverControlActivities
 from activities.heartbeat import AutoHeartbeat
 from activities.nlb import NlbActivities
+from activities.reports import ReportActivities
 from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
@@ -44,6 +45,7 @@ from failover.temporal import (
     connect,
     state_dir,
 )
+from workflows.drill import DrillWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.monitor import MonitorWorkflow
 
@@ -90,6 +92,7 @@ def build_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     probe_transport: httpx.AsyncBaseTransport | None = None,
     watch: ClusterWatchActivities | None = None,
+    report_dir: Path | None = None,
 ) -> Worker:
     """All workflows and activities on one task queue; tests hand in their own clients.
 
@@ -105,10 +108,11 @@ def build_worker(
     verify = VerifyActivities(transport=probe_transport)
     watch = watch or ClusterWatchActivities()
     control = FailoverControlActivities(client)
+    reports = ReportActivities(report_dir)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[FailoverWorkflow, MonitorWorkflow],
+        workflows=[FailoverWorkflow, MonitorWorkflow, DrillWorkflow],
         activities=[
             route53.read_record,
             route53.upsert_record,
@@ -121,9 +125,12 @@ def build_worker(
             caches.flush_cache,
             verify.check_search_path,
             verify.check_storefront,
+            verify.storefront_probe_loop,
             watch.watch_cluster,
             control.start_failover,
             control.await_failover,
+            control.drill_guardrail_facts,
+            reports.write_drill_report,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(

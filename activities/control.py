@@ -1,17 +1,30 @@
-"""Starting and awaiting a failover from the monitor, through the Temporal client.
+"""Workflows asking Temporal about other workflows, through the client.
 
 The monitor starts `failover-<cluster>` by id (attaching to a run another trigger already
 started) rather than as a child, so a failover outlives the monitor's continue-as-new and
-a manual trigger and the monitor can never run two failovers at once.
+a manual trigger and the monitor can never run two failovers at once. A drill asks what
+else is running for its cluster, and whether the monitor is paused, before it switches.
 """
 
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
-from failover.models import FailoverResult, FailoverStarted, StartFailoverInput
-from failover.operations import start_or_attach_failover
+from failover.models import (
+    FailoverResult,
+    FailoverStarted,
+    GuardrailFacts,
+    GuardrailRequest,
+    StartFailoverInput,
+)
+from failover.operations import (
+    DRILL_WORKFLOW,
+    failover_workflow_id,
+    monitor_status,
+    start_or_attach_failover,
+)
 
 
 class FailoverControlActivities:
@@ -39,3 +52,28 @@ class FailoverControlActivities:
             started.workflow_id, run_id=started.run_id, result_type=FailoverResult
         )
         return await handle.result(follow_runs=False)
+
+    @activity.defn(name="drill_guardrail_facts")
+    async def drill_guardrail_facts(self, request: GuardrailRequest) -> GuardrailFacts:
+        facts = GuardrailFacts()
+        failover = self.client.get_workflow_handle(failover_workflow_id(request.cluster))
+        try:
+            if (await failover.describe()).status == WorkflowExecutionStatus.RUNNING:
+                facts.running.append(failover.id)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        query = f"WorkflowType = '{DRILL_WORKFLOW}' AND ExecutionStatus = 'Running'"
+        prefix = f"drill-{request.cluster}-"
+        async for execution in self.client.list_workflows(query):
+            if execution.id.startswith(prefix) and execution.id != request.own_workflow_id:
+                facts.running.append(execution.id)
+        try:
+            status = await monitor_status(self.client, request.cluster)
+        except RPCError as err:
+            # No monitor (or one not answering queries): nothing paused it.
+            activity.logger.info("no monitor status for %s: %s", request.cluster, err.message)
+        else:
+            facts.monitor_paused = status.state.paused
+            facts.monitor_paused_reason = status.state.paused_reason
+        return facts

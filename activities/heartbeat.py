@@ -22,7 +22,7 @@ from temporalio.worker import (
 # than that costs nothing and keeps the gap short after a slow event-loop turn.
 BEAT_EVERY_SECONDS = 0.5
 # Activities that heartbeat their own progress details; an empty beat would overwrite them.
-SELF_HEARTBEATING = frozenset({"watch_cluster"})
+SELF_HEARTBEATING = frozenset({"watch_cluster", "storefront_probe_loop"})
 
 
 class _HeartbeatingActivity(ActivityInboundInterceptor):

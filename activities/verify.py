@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import dns.asyncresolver
 import dns.exception
@@ -14,7 +15,13 @@ from temporalio import activity
 
 from activities.search_probe import http_auth, probe_node, tls_verify
 from failover import decisions
-from failover.models import CheckResult, SearchPathRequest, StorefrontRequest
+from failover.models import (
+    CheckResult,
+    SearchPathRequest,
+    StorefrontLoopInput,
+    StorefrontRequest,
+    StorefrontTally,
+)
 
 STOREFRONT_QUERY = "{ products(search: %s, pageSize: 1) { total_count items { sku } } }"
 
@@ -101,6 +108,32 @@ class VerifyActivities:
             problem=problem,
             detail=f"search {check.search_term!r}: HTTP {search.status_code}",
         )
+
+    @activity.defn(name="storefront_probe_loop")
+    async def storefront_probe_loop(self, request: StorefrontLoopInput) -> StorefrontTally:
+        """Searches the storefront every interval until cancelled, then returns the counts.
+
+        A drill runs it from its switch to its failback: the failed requests are what
+        shoppers would have seen. The counts ride on every heartbeat, so a retry after a
+        worker crash goes on counting from them.
+        """
+        details = activity.info().heartbeat_details
+        tally = StorefrontTally.model_validate(details[0]) if details else StorefrontTally()
+        check = StorefrontRequest(check=request.check)
+        try:
+            while True:
+                result = await self.check_storefront(check)
+                tally.total += 1
+                if result.problem is not None:
+                    now = datetime.now(UTC)
+                    tally.failed += 1
+                    tally.first_failure_at = tally.first_failure_at or now
+                    tally.last_failure_at = now
+                    tally.problems = [*tally.problems, result.problem][-5:]
+                activity.heartbeat(tally.model_dump(mode="json"))
+                await asyncio.sleep(request.interval_seconds)
+        except asyncio.CancelledError:
+            return tally
 
 
 async def _none() -> None:

@@ -8,8 +8,10 @@ whole cluster config safe to pass as workflow input and to show in history.
 from __future__ import annotations
 
 import re
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -214,6 +216,49 @@ class AlarmRoutes(StrictModel):
         return matchers
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class BlackoutWindow(StrictModel):
+    """A weekly window without drills, e.g. trading hours; end before start crosses midnight."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> BlackoutWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are the same; the window would be empty")
+        return self
+
+
+class DrillSettings(StrictModel):
+    """Failover drills: the RTO to meet, how long to stay on the standby, when never to run."""
+
+    rto_target_seconds: float = Field(
+        default=300, gt=0, description="the verified switch must take no longer"
+    )
+    hold_seconds: float = Field(default=60, ge=0, le=86400)
+    storefront_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
+    timezone: str = Field(default="UTC", description="for blackout windows and dates")
+    blackout_windows: list[BlackoutWindow] = Field(default_factory=list)
+    blackout_dates: list[date] = Field(default_factory=list)
+    report_dir: str | None = Field(
+        default=None, description="where the worker writes reports; default <state>/reports"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r} (use an IANA name)") from None
+        return zone
+
+
 class Route53Switch(StrictModel):
     """Traffic follows one Route 53 record that Magento's search hostname resolves through."""
 
@@ -373,6 +418,7 @@ class ClusterConfig(StrictModel):
     caches: list[Cache] = Field(default_factory=list)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     alarms: AlarmRoutes = Field(default_factory=AlarmRoutes)
+    drill: DrillSettings = Field(default_factory=DrillSettings)
 
     @field_validator("caches")
     @classmethod

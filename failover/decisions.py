@@ -10,14 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from failover.config import Route53Switch, Target
+from failover.config import (
+    ClusterConfig,
+    DrillSettings,
+    NlbSwitch,
+    RedisCache,
+    Route53Switch,
+    SsmCache,
+    Target,
+    VarnishCache,
+)
 from failover.models import (
     ClusterWatch,
+    FailoverPlan,
+    FailoverResult,
     MonitorDecision,
     NodeProbe,
+    Outcome,
+    RecordChange,
     Side,
     SideHealth,
     SideWatch,
@@ -482,3 +496,216 @@ def alarm_decision(
     return MonitorDecision(
         action="failover", reason=f"{CONFIRMING_ALARM}: {seen}; the failover confirms it first"
     )
+
+
+# --- planned switches, dry runs and drills ---------------------------------------------------
+
+CONFIRMATION_REQUIRED = "confirmation required"
+ALREADY_ACTIVE = "already active"
+NOT_STEADY = "not steady"
+BLACKOUT = "blackout"
+BUSY = "busy"
+PLANNED_TRIGGERS = ("drill", "failback")
+
+
+def skip_confirmation_refusal(trigger: str) -> str | None:
+    """Only a drill or a failback moves traffic off a side that is not down."""
+    if trigger in PLANNED_TRIGGERS:
+        return None
+    return (
+        f"{CONFIRMATION_REQUIRED}: a {trigger} failover must confirm the active side is down; "
+        f"only drills and failbacks may skip it"
+    )
+
+
+def planned_switch_refusal(active: Side, to_side: Side | None) -> str | None:
+    if to_side is not None and active == to_side:
+        return f"{ALREADY_ACTIVE}: the {to_side} already takes the traffic; nothing to do"
+    return None
+
+
+def _cache_plan(cache: object) -> str:
+    if isinstance(cache, RedisCache):
+        dbs = [cache.db] + ([cache.page_cache_db] if cache.page_cache_db is not None else [])
+        where = f"{cache.host}:{cache.port}"
+        return f"redis {cache.name}: FLUSHDB of db {', '.join(map(str, dbs))} on {where}"
+    if isinstance(cache, VarnishCache):
+        servers = ", ".join(str(s) for s in cache.servers)
+        return (
+            f"varnish {cache.name}: PURGE X-Magento-Tags-Pattern {cache.tags_pattern} on {servers}"
+        )
+    assert isinstance(cache, SsmCache)
+    return (
+        f"ssm {cache.name}: `{cache.command}` in {cache.magento_root} on instances tagged "
+        f"{cache.tag_key}={cache.tag_value}"
+    )
+
+
+def failover_plan(
+    cluster: ClusterConfig,
+    *,
+    active: Side,
+    record_values: Sequence[str] = (),
+    skip_confirmation: bool,
+    monitor_confirmed: bool = False,
+) -> FailoverPlan:
+    """Exactly what a failover from `active` would change and check, given the switch as
+    read from AWS now."""
+    target = other_side(active)
+    probe = cluster.probe
+    if skip_confirmation:
+        confirmation = "skipped (a planned switch: drill or failback)"
+    else:
+        rounds = 1 if monitor_confirmed else probe.failure_threshold
+        confirmation = (
+            f"{rounds} probe round(s) of the {active}, {probe.interval_seconds:g} s apart; "
+            f"any healthy round stops the failover"
+        )
+    plan = FailoverPlan(
+        cluster=cluster.name, from_side=active, to_side=target, confirmation=confirmation
+    )
+    switch = cluster.switch
+    if isinstance(switch, Route53Switch):
+        value = {"primary": switch.primary_value, "standby": switch.standby_value}
+        plan.record = RecordChange(
+            name=switch.record_name,
+            type=switch.record_type,
+            from_value=record_values[0] if record_values else value[active],
+            to_value=value[target],
+            ttl=switch.ttl,
+        )
+    else:
+        assert isinstance(switch, NlbSwitch)
+        targets = {"primary": switch.primary_targets, "standby": switch.standby_targets}
+        plan.register_targets = [f"{t.id}:{t.port}" for t in targets[target]]
+        plan.deregister_targets = [f"{t.id}:{t.port}" for t in targets[active]]
+    # Backends first, Varnish last: the order the failover flushes them.
+    ordered = [c for c in cluster.caches if not isinstance(c, VarnishCache)] + [
+        c for c in cluster.caches if isinstance(c, VarnishCache)
+    ]
+    plan.caches = [_cache_plan(c) for c in ordered]
+    plan.checks = [
+        f"preflight: every node of the {target} answers",
+        "switch is in place in AWS (record or targets)",
+        f"the {target}'s nodes answer, up to {probe.verify_attempts} attempts",
+    ]
+    if cluster.verify.search_path is not None:
+        plan.checks.append(f"search answers through {cluster.verify.search_path.url}")
+    if cluster.verify.storefront is not None:
+        storefront = cluster.verify.storefront
+        plan.checks.append(
+            f"storefront search {storefront.search_term!r} at {storefront.url} finds products"
+        )
+    plan.checks.append("on a failed verify: roll back and flush again")
+    return plan
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def blackout_reason(now: datetime, settings: DrillSettings) -> str | None:
+    """Why `now` is inside a blackout window or date, in the drill's time zone."""
+    local = now.astimezone(ZoneInfo(settings.timezone))
+    today: date = local.date()
+    if today in settings.blackout_dates:
+        return f"{BLACKOUT}: {today.isoformat()} is a blackout date"
+    clock = local.time().replace(tzinfo=None)
+    day = WEEKDAYS[local.weekday()]
+    yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
+    for window in settings.blackout_windows:
+        if window.start <= window.end:
+            inside = day in window.days and window.start <= clock < window.end
+        else:  # across midnight: the evening of a listed day, or the morning after it
+            inside = (day in window.days and clock >= window.start) or (
+                yesterday in window.days and clock < window.end
+            )
+        if inside:
+            return (
+                f"{BLACKOUT}: {local.strftime('%a %H:%M')} {settings.timezone} is inside "
+                f"{','.join(window.days)} {window.start.strftime('%H:%M')}-"
+                f"{window.end.strftime('%H:%M')}"
+            )
+    return None
+
+
+def drill_refusal(
+    *,
+    now: datetime,
+    settings: DrillSettings,
+    running: Sequence[str],
+    monitor_paused: bool,
+    monitor_paused_reason: str | None,
+) -> str | None:
+    """The guardrails: nothing else switching, not a blackout, not paused."""
+    if running:
+        return f"{BUSY}: {', '.join(running)} running for this cluster"
+    blackout = blackout_reason(now, settings)
+    if blackout is not None:
+        return blackout
+    if monitor_paused:
+        return f"{PAUSED}: the cluster's monitor is paused ({monitor_paused_reason or '-'})"
+    return None
+
+
+def steady_state_problem(
+    *,
+    primary: dict[str, str | None],
+    standby: dict[str, str | None],
+    storefront: str | None,
+) -> str | None:
+    """A drill needs every node of both sides answering and the storefront searching."""
+    for side, problems in (("primary", primary), ("standby", standby)):
+        failing = {node: p for node, p in problems.items() if p is not None}
+        if failing:
+            node, problem = next(iter(failing.items()))
+            return f"{NOT_STEADY}: {side} {node}: {problem}" + (
+                f" (+{len(failing) - 1} more node(s))" if len(failing) > 1 else ""
+            )
+    if storefront is not None:
+        return f"{NOT_STEADY}: {storefront}"
+    return None
+
+
+def verified_switch_seconds(
+    switch_started: datetime | None, failover: FailoverResult | None
+) -> float | None:
+    """From the drill starting its switch to the end of the last passing verify step."""
+    if switch_started is None or failover is None:
+        return None
+    verified = [
+        s for s in failover.steps if s.name in ("verify", "verify_storefront") and s.outcome == "ok"
+    ]
+    if not verified or failover.result not in (
+        Outcome.FAILED_OVER,
+        Outcome.FAILED_OVER_WITH_WARNINGS,
+    ):
+        return None
+    last = verified[-1]
+    return (last.started_at - switch_started).total_seconds() + last.seconds
+
+
+def drill_verdict(
+    *,
+    failover: Outcome,
+    failover_reason: str,
+    failback: Outcome | None,
+    failback_reason: str | None,
+    steady_after: str | None,
+    rto_seconds: float | None,
+    rto_target_seconds: float,
+    aborted: str | None,
+) -> tuple[str, str]:
+    """pass, fail or aborted, with the first reason that decided it."""
+    switched = (Outcome.FAILED_OVER, Outcome.FAILED_OVER_WITH_WARNINGS)
+    if failover not in switched:
+        return "fail", f"failover {failover.value}: {failover_reason}"
+    if failback not in switched:
+        state = failback.value if failback else "not run"
+        return "fail", f"failback {state}: {failback_reason or '-'}"
+    if steady_after is not None:
+        return "fail", f"after the drill: {steady_after}"
+    if aborted is not None:
+        return "aborted", f"aborted {aborted}; failed back"
+    if rto_seconds is None or rto_seconds > rto_target_seconds:
+        return "fail", f"RTO {rto_seconds} s over the target {rto_target_seconds:g} s"
+    return "pass", f"RTO {rto_seconds:.2f} s within the target {rto_target_seconds:g} s"

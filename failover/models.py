@@ -24,7 +24,7 @@ from failover.config import (
 )
 
 Side = Literal["primary", "standby"]
-Trigger = Literal["manual", "alarm", "monitor", "drill"]
+Trigger = Literal["manual", "alarm", "monitor", "drill", "failback"]
 
 
 def other_side(side: Side) -> Side:
@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     ABORTED = "aborted"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    PLANNED = "planned"  # a dry run: the plan, nothing changed
 
 
 # --- search probes -----------------------------------------------------------------------
@@ -200,6 +201,54 @@ class FailoverRequest(BaseModel):
     reason: str = "manual trigger"
     trigger: Trigger = "manual"
     confirmation: MonitorConfirmation | None = None
+    # A planned switch (failback, drill) names its target; it refuses if that side is
+    # already active, instead of moving traffic the other way.
+    to_side: Side | None = None
+    # Only failbacks and drills may skip confirming that the active side is down.
+    skip_confirmation: bool = False
+    # Compute and return the plan; change nothing.
+    dry_run: bool = False
+    # For a dry run of a later step (a drill's failback): plan as if this side were active.
+    assume_active: Side | None = None
+
+
+class RecordChange(BaseModel):
+    name: str
+    type: str
+    from_value: str
+    to_value: str
+    ttl: int
+
+
+class FailoverPlan(BaseModel):
+    """What a failover would do, read from AWS now: for `failover plan` and dry runs."""
+
+    cluster: str
+    from_side: Side
+    to_side: Side
+    confirmation: str
+    record: RecordChange | None = None
+    register_targets: list[str] = Field(default_factory=list)
+    deregister_targets: list[str] = Field(default_factory=list)
+    caches: list[str] = Field(default_factory=list)
+    checks: list[str] = Field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.cluster}: {self.from_side} → {self.to_side}",
+            f"confirm: {self.confirmation}",
+        ]
+        if self.record is not None:
+            r = self.record
+            out.append(
+                f"switch: UPSERT {r.name} {r.type} {r.from_value} → {r.to_value} (TTL {r.ttl})"
+            )
+        if self.register_targets or self.deregister_targets:
+            out.append(f"switch: register {', '.join(self.register_targets) or '-'}")
+            out.append(f"switch: deregister {', '.join(self.deregister_targets) or '-'}")
+        out += [f"flush: {c}" for c in self.caches]
+        out += [f"check: {c}" for c in self.checks]
+        return out
 
 
 class StepTiming(BaseModel):
@@ -233,6 +282,7 @@ class FailoverResult(BaseModel):
     started_at: datetime
     finished_at: datetime
     steps: list[StepTiming]
+    plan: FailoverPlan | None = None
 
     @property
     def seconds(self) -> float:
@@ -384,3 +434,81 @@ class StartFailoverInput(BaseModel):
 class FailoverStarted(BaseModel):
     workflow_id: str
     run_id: str
+
+
+# --- drills ----------------------------------------------------------------------------------
+
+DrillVerdict = Literal["pass", "fail", "skipped", "aborted"]
+
+
+class ReportFiles(BaseModel):
+    markdown: str
+    html: str
+
+
+class DrillRequest(BaseModel):
+    cluster: ClusterConfig
+    reason: str = "drill"
+    dry_run: bool = False
+    hold_seconds: float | None = Field(default=None, ge=0)
+
+
+class AbortRequest(BaseModel):
+    reason: str = ""
+    identity: str = ""
+
+
+class GuardrailRequest(BaseModel):
+    cluster: str
+    own_workflow_id: str
+
+
+class GuardrailFacts(BaseModel):
+    """What the guardrails need from Temporal: runs in progress, the monitor's pause."""
+
+    running: list[str] = Field(default_factory=list)
+    monitor_paused: bool = False
+    monitor_paused_reason: str | None = None
+
+
+class StorefrontLoopInput(BaseModel):
+    check: StorefrontCheck
+    interval_seconds: float
+
+
+class StorefrontTally(BaseModel):
+    """Storefront requests made by the drill's probe loop, and when they failed."""
+
+    total: int = 0
+    failed: int = 0
+    first_failure_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    problems: list[str] = Field(default_factory=list)
+    lost: bool = False
+
+
+class DrillReport(BaseModel):
+    cluster: str
+    workflow_id: str
+    verdict: DrillVerdict
+    reason: str
+    started_at: datetime
+    finished_at: datetime
+    rto_seconds: float | None
+    rto_target_seconds: float
+    storefront_recovery_seconds: float | None = None
+    storefront_failed_requests: int = 0
+    storefront_total_requests: int = 0
+    storefront_problems: list[str] = Field(default_factory=list)
+    confirmation_skipped: bool = False
+    phases: list[StepTiming] = Field(default_factory=list)
+    failover: FailoverResult | None = None
+    failback: FailoverResult | None = None
+    plans: list[FailoverResult] = Field(default_factory=list)
+    dry_run: bool = False
+    files: ReportFiles | None = None
+
+
+class WriteReportInput(BaseModel):
+    report: DrillReport
+    directory: str | None = None

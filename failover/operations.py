@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
     Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -16,7 +28,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from failover.config import AppConfig, ClusterConfig
 from failover.models import (
+    AbortRequest,
     AlarmNotice,
+    DrillReport,
+    DrillRequest,
     FailoverRequest,
     FailoverResult,
     FailoverStatus,
@@ -30,6 +45,7 @@ from failover.models import (
 
 FAILOVER_WORKFLOW = "FailoverWorkflow"
 MONITOR_WORKFLOW = "MonitorWorkflow"
+DRILL_WORKFLOW = "DrillWorkflow"
 
 
 def failover_workflow_id(cluster: str) -> str:
@@ -226,3 +242,146 @@ async def deliver_alarm(
         )
         return f"{failover.id} run {failover.run_id} started or joined"
     return "recorded here only: no monitor for this cluster"
+
+
+# --- failback, plans, drills -----------------------------------------------------------------
+
+
+async def start_failback(
+    client: Client, cluster: ClusterConfig, *, task_queue: str, reason: str
+) -> WorkflowHandle[Any, FailoverResult]:
+    """Moves traffic back to the primary, with the failover's own checks: preflight of the
+    primary, switch, flush, verify, rollback. It runs as `failover-<cluster>` so it can
+    never run beside a failover; one that is running makes this fail at once."""
+    return await client.start_workflow(
+        FAILOVER_WORKFLOW,
+        FailoverRequest(
+            cluster=cluster,
+            reason=reason,
+            trigger="failback",
+            to_side="primary",
+            skip_confirmation=True,
+        ),
+        id=failover_workflow_id(cluster.name),
+        task_queue=task_queue,
+        result_type=FailoverResult,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=f"{cluster.name}: failback to the primary ({reason})"[:200],
+    )
+
+
+async def plan_failover(
+    client: Client, cluster: ClusterConfig, *, task_queue: str
+) -> FailoverResult:
+    """A dry run of the failover: reads the switch, returns the plan, changes nothing."""
+    return await client.execute_workflow(
+        FAILOVER_WORKFLOW,
+        FailoverRequest(cluster=cluster, reason="dry run", trigger="manual", dry_run=True),
+        id=f"plan-{cluster.name}-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        result_type=FailoverResult,
+        static_summary=f"{cluster.name}: failover plan (dry run)",
+    )
+
+
+def drill_workflow_id(cluster: str, at: datetime | None = None) -> str:
+    stamp = (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"drill-{cluster}-{stamp}"
+
+
+def drill_schedule_id(cluster: str) -> str:
+    return f"drill-{cluster}"
+
+
+async def start_drill(
+    client: Client,
+    cluster: ClusterConfig,
+    *,
+    task_queue: str,
+    dry_run: bool = False,
+    hold_seconds: float | None = None,
+    reason: str = "drill run by hand",
+) -> WorkflowHandle[Any, DrillReport]:
+    return await client.start_workflow(
+        DRILL_WORKFLOW,
+        DrillRequest(cluster=cluster, reason=reason, dry_run=dry_run, hold_seconds=hold_seconds),
+        id=drill_workflow_id(cluster.name),
+        task_queue=task_queue,
+        result_type=DrillReport,
+        static_summary=f"{cluster.name}: failover drill" + (" (dry run)" if dry_run else ""),
+    )
+
+
+async def abort_drill(client: Client, workflow_id: str, *, reason: str, identity: str) -> None:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        await handle.execute_update("abort", AbortRequest(reason=reason, identity=identity))
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise MonitorRefused(getattr(cause, "message", None) or str(cause)) from None
+
+
+def _drill_schedule(
+    cluster: ClusterConfig,
+    *,
+    task_queue: str,
+    cron: str | None,
+    every: timedelta | None,
+    paused: bool,
+    hold_seconds: float | None,
+) -> Schedule:
+    if (cron is None) == (every is None):
+        raise ValueError("give exactly one of a cron expression or an interval")
+    spec = (
+        ScheduleSpec(cron_expressions=[cron])
+        if cron is not None
+        else ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])  # type: ignore[arg-type]
+    )
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            DRILL_WORKFLOW,
+            DrillRequest(cluster=cluster, reason="scheduled drill", hold_seconds=hold_seconds),
+            # Temporal adds the scheduled time: drill-<cluster>-<time>.
+            id=drill_schedule_id(cluster.name),
+            task_queue=task_queue,
+        ),
+        spec=spec,
+        # A drill still running when the next one is due: the next one is skipped.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(
+            paused=paused, note="created paused" if paused else "drills of " + cluster.name
+        ),
+    )
+
+
+async def schedule_drill(
+    client: Client,
+    cluster: ClusterConfig,
+    *,
+    task_queue: str,
+    cron: str | None = None,
+    every: timedelta | None = None,
+    paused: bool = False,
+    hold_seconds: float | None = None,
+) -> ScheduleHandle:
+    """Creates `drill-<cluster>`, or replaces its spec and action if it exists."""
+    schedule = _drill_schedule(
+        cluster,
+        task_queue=task_queue,
+        cron=cron,
+        every=every,
+        paused=paused,
+        hold_seconds=hold_seconds,
+    )
+    schedule_id = drill_schedule_id(cluster.name)
+    try:
+        return await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+
+        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await handle.update(replace)
+        return handle

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from failover.config import ClusterConfig, SsmCache, VarnishCache
     from failover.models import (
         CheckResult,
+        FailoverPlan,
         FailoverRequest,
         FailoverResult,
         FailoverStatus,
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         FlushResult,
         Outcome,
         ProbeSideInput,
+        RecordSnapshot,
         SearchPathRequest,
         Side,
         SideProbe,
@@ -83,16 +85,30 @@ class FailoverWorkflow:
         async with self._steps.step("snapshot"):
             snapshot = await switcher.snapshot()
         active, unknown = switcher.active_side(snapshot)
+        request = self._request
+        if request.dry_run and request.assume_active is not None:
+            active, unknown = request.assume_active, None
         if active is None:
             return self._refuse("snapshot", Outcome.ABORTED, f"aborted: {unknown}")
         target = other_side(active)
         self._status.from_side, self._status.to_side = active, target
         self._switcher = switcher
-
-        async with self._steps.step("confirm"):
-            refusal = await self._confirm(cluster, active)
+        refusal = decisions.planned_switch_refusal(active, request.to_side)
         if refusal is not None:
-            return self._refuse("confirm", Outcome.NOT_CONFIRMED, refusal)
+            return self._refuse("snapshot", Outcome.ABORTED, f"aborted: {refusal}")
+        if request.dry_run:
+            return self._plan(cluster, active, snapshot)
+
+        if request.skip_confirmation:
+            refusal = decisions.skip_confirmation_refusal(request.trigger)
+            if refusal is not None:
+                return self._refuse("snapshot", Outcome.NOT_CONFIRMED, refusal)
+            self._steps.skipped("confirm", f"skipped: a planned switch ({request.trigger})")
+        else:
+            async with self._steps.step("confirm"):
+                refusal = await self._confirm(cluster, active)
+            if refusal is not None:
+                return self._refuse("confirm", Outcome.NOT_CONFIRMED, refusal)
 
         async with self._steps.step("preflight"):
             refusal = decisions.preflight_refusal(await self._probe(cluster, target), target)
@@ -272,13 +288,27 @@ class FailoverWorkflow:
             summary=summary,
         )
 
+    def _plan(self, cluster: ClusterConfig, active: Side, snapshot: Snapshot) -> FailoverResult:
+        """A dry run: what this failover would change and check, from what AWS says now."""
+        request = self._request
+        plan = decisions.failover_plan(
+            cluster,
+            active=active,
+            record_values=snapshot.values if isinstance(snapshot, RecordSnapshot) else (),
+            skip_confirmation=request.skip_confirmation,
+            monitor_confirmed=request.confirmation is not None,
+        )
+        return self._finish(Outcome.PLANNED, "dry run: nothing changed", plan=plan)
+
     # --- bookkeeping -----------------------------------------------------------------------
 
     def _refuse(self, step: str, outcome: Outcome, reason: str) -> FailoverResult:
         self._steps.mark_last(step, "refused", reason)
         return self._finish(outcome, reason)
 
-    def _finish(self, outcome: Outcome, reason: str) -> FailoverResult:
+    def _finish(
+        self, outcome: Outcome, reason: str, plan: FailoverPlan | None = None
+    ) -> FailoverResult:
         assert self._status is not None
         status = self._status
         status.phase = "done"
@@ -300,6 +330,7 @@ class FailoverWorkflow:
             steps=list(status.steps),
             flushed=self._flushed,
             warnings=self._warnings,
+            plan=plan,
         )
 
     @workflow.query(name="status")

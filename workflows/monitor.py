@@ -455,7 +455,8 @@ class MonitorWorkflow:
                 "failover_elsewhere",
                 f"{result.trigger} failover {result.result.value}: {result.reason}",
             )
-            if result.result in SWITCHED:
+            # A drill or a failback was planned and verified: no reason to hold still.
+            if result.result in SWITCHED and result.trigger not in decisions.PLANNED_TRIGGERS:
                 state = self._state
                 cooldown = timedelta(seconds=self._cluster.monitor.cooldown_seconds)
                 state.cooldown_until = result.finished_at + cooldown

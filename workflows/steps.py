@@ -103,6 +103,14 @@ class StepRecorder:
                 )
             )
 
+    def skipped(self, name: str, detail: str) -> None:
+        """A step not run, on purpose: kept in the timeline with why."""
+        self.status.steps.append(
+            StepTiming(
+                name=name, started_at=workflow.now(), seconds=0.0, outcome="ok", detail=detail
+            )
+        )
+
     def mark_last(self, name: str, outcome: str, detail: str) -> None:
         steps = self.status.steps
         if steps and steps[-1].name == name:

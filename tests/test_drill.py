@@ -1,0 +1,264 @@
+"""Failback, dry runs and drills on the real dev server and the simulated clusters.
+
+The stack here has no storefront or caches (tests/test_drill_sandbox.py runs drills on
+the whole sandbox); each test has its own cluster name, zone and task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
+
+from failover import decisions
+from failover.config import AppConfig, ClusterConfig, parse_config
+from failover.models import DrillReport, FailoverResult, FailoverStatus, Outcome
+from failover.operations import (
+    abort_drill,
+    drill_schedule_id,
+    failover_workflow_id,
+    plan_failover,
+    schedule_drill,
+    start_drill,
+    start_failback,
+    start_or_attach_failover,
+)
+from failover.report import to_html, to_markdown
+from sandbox.search_sim import FaultMode, NodeFault
+from sandbox.stack import PRIMARY_SIM
+from sandbox.waiting import wait_for
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.slow
+DEADLINE_S = 30.0
+
+
+def with_drill(stack: Stack, tmp_path: Path, **drill: Any) -> ClusterConfig:
+    """The stack's cluster with drill settings (reports written under tmp_path)."""
+    raw = stack.config.model_dump(mode="json")
+    raw["clusters"][0]["drill"] = {"report_dir": str(tmp_path / "reports"), **drill}
+    config: AppConfig = parse_config(raw)
+    return config.clusters[0]
+
+
+async def result_of(handle: WorkflowHandle[Any, Any]) -> Any:
+    async with asyncio.timeout(DEADLINE_S):
+        return await handle.result()
+
+
+async def fail_over_for_real(stack: Stack) -> None:
+    stack.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.DOWN))
+    await stack.fleet.clusters[PRIMARY_SIM].settle()
+    handle = await start_or_attach_failover(
+        stack.client, stack.cluster, task_queue=stack.task_queue, reason="primary died"
+    )
+    assert (await result_of(handle)).result == Outcome.FAILED_OVER
+    stack.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.HEALTHY))
+    await stack.fleet.clusters[PRIMARY_SIM].settle()
+
+
+# --- failback -------------------------------------------------------------------------------
+
+
+async def test_failback_moves_traffic_back_verified(stack: Stack) -> None:
+    await fail_over_for_real(stack)
+    assert stack.record_values() == [stack.cluster.switch.standby_value]
+    handle = await start_failback(
+        stack.client, stack.cluster, task_queue=stack.task_queue, reason="primary repaired"
+    )
+    result: FailoverResult = await result_of(handle)
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert (result.trigger, result.from_side, result.to_side) == ("failback", "standby", "primary")
+    steps = {s.name: s for s in result.steps}
+    assert steps["confirm"].detail == "skipped: a planned switch (failback)"
+    assert steps["preflight"].outcome == "ok" and steps["verify"].outcome == "ok"
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+
+
+async def test_failback_when_the_primary_is_active_does_nothing(stack: Stack) -> None:
+    handle = await start_failback(stack.client, stack.cluster, task_queue=stack.task_queue,
+                                  reason="by mistake")  # fmt: skip
+    result: FailoverResult = await result_of(handle)
+    assert result.result == Outcome.ABORTED
+    assert decisions.ALREADY_ACTIVE in result.reason
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+
+
+async def test_failback_refuses_to_run_beside_a_failover(stack: Stack) -> None:
+    stack.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.HANG))
+    await stack.fleet.clusters[PRIMARY_SIM].settle()
+    running = await start_or_attach_failover(
+        stack.client, stack.cluster, task_queue=stack.task_queue, reason="hanging"
+    )
+    with pytest.raises(Exception, match="already"):
+        await start_failback(stack.client, stack.cluster, task_queue=stack.task_queue, reason="x")
+    await running.terminate("test over")
+
+
+# --- dry runs -------------------------------------------------------------------------------
+
+
+async def test_plan_lists_the_changes_and_changes_nothing(stack: Stack) -> None:
+    result = await plan_failover(stack.client, stack.cluster, task_queue=stack.task_queue)
+    assert result.result == Outcome.PLANNED
+    plan = result.plan
+    assert plan is not None and (plan.from_side, plan.to_side) == ("primary", "standby")
+    assert plan.record is not None
+    assert plan.record.from_value == stack.cluster.switch.primary_value
+    assert plan.record.to_value == stack.cluster.switch.standby_value
+    assert plan.confirmation.startswith("3 probe round(s) of the primary")
+    assert [s.name for s in result.steps] == ["snapshot"]
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+    # Only reads reached AWS.
+    assert {c.operation for c in stack.proxy.calls} <= {"ListResourceRecordSets"}
+
+
+# --- drills ---------------------------------------------------------------------------------
+
+
+async def test_drill_passes_and_leaves_the_primary_active(stack: Stack, tmp_path: Path) -> None:
+    cluster = with_drill(stack, tmp_path, hold_seconds=0.5, rto_target_seconds=60)
+    handle = await start_drill(stack.client, cluster, task_queue=stack.task_queue)
+    report: DrillReport = await result_of(handle)
+    assert report.verdict == "pass", report.reason
+    assert report.confirmation_skipped
+    phases = [p.name for p in report.phases]
+    assert phases == [
+        "steady_state_before",
+        "guardrails",
+        "failover",
+        "hold",
+        "failback",
+        "steady_state_after",
+    ]
+    assert report.failover is not None and report.failover.result == Outcome.FAILED_OVER
+    assert report.failback is not None and report.failback.to_side == "primary"
+    assert report.rto_seconds is not None and 0 < report.rto_seconds < 60
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+    assert report.files is not None
+    markdown = await asyncio.to_thread(Path(report.files.markdown).read_text)
+    page = await asyncio.to_thread(Path(report.files.html).read_text)
+    assert markdown == to_markdown(report)
+    assert "<svg" in page and "RTO" in page
+
+
+async def test_drill_on_a_sick_system_is_skipped(stack: Stack, tmp_path: Path) -> None:
+    stack.fleet.set_fault(PRIMARY_SIM, 1, NodeFault(FaultMode.HTTP_500))
+    await stack.fleet.clusters[PRIMARY_SIM].settle()
+    handle = await start_drill(
+        stack.client, with_drill(stack, tmp_path), task_queue=stack.task_queue
+    )
+    report: DrillReport = await result_of(handle)
+    assert report.verdict == "skipped"
+    assert report.reason.startswith(decisions.NOT_STEADY)
+    assert "primary" in report.reason and "HTTP 500" in report.reason
+    assert report.failover is None
+    with pytest.raises(RPCError):
+        await stack.client.get_workflow_handle(failover_workflow_id(stack.cluster.name)).describe()
+
+
+async def test_a_blackout_window_blocks_the_drill(stack: Stack, tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    window = {
+        "start": (now - dt.timedelta(minutes=5)).strftime("%H:%M"),
+        "end": (now + dt.timedelta(minutes=5)).strftime("%H:%M"),
+    }
+    cluster = with_drill(stack, tmp_path, blackout_windows=[window])
+    report: DrillReport = await result_of(
+        await start_drill(stack.client, cluster, task_queue=stack.task_queue)
+    )
+    assert report.verdict == "skipped" and report.reason.startswith(decisions.BLACKOUT)
+    dated = with_drill(stack, tmp_path, blackout_dates=[now.date().isoformat()])
+    report = await result_of(await start_drill(stack.client, dated, task_queue=stack.task_queue))
+    assert report.verdict == "skipped" and "blackout date" in report.reason
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+
+
+async def test_abort_mid_drill_fails_back(stack: Stack, tmp_path: Path) -> None:
+    cluster = with_drill(stack, tmp_path, hold_seconds=600)
+    handle = await start_drill(stack.client, cluster, task_queue=stack.task_queue)
+
+    async def holding() -> bool:
+        status = await handle.query("status", result_type=FailoverStatus)
+        return status.phase == "hold"
+
+    await wait_for(holding, what="the drill to hold on the standby", timeout_s=DEADLINE_S)
+    assert stack.record_values() == [stack.cluster.switch.standby_value]
+    await abort_drill(stack.client, handle.id, reason="customer call", identity="ops@example")
+    report: DrillReport = await result_of(handle)
+    assert report.verdict == "aborted", report.reason
+    assert "ops@example" in report.reason
+    assert report.failback is not None and report.failback.result == Outcome.FAILED_OVER
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+    hold = next(p for p in report.phases if p.name == "hold")
+    assert hold.seconds < 60  # the abort ended the 600 s hold
+
+
+async def test_drill_dry_run_plans_both_switches_and_changes_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    handle = await start_drill(
+        stack.client, with_drill(stack, tmp_path), task_queue=stack.task_queue, dry_run=True
+    )
+    report: DrillReport = await result_of(handle)
+    assert report.verdict == "skipped" and report.reason.startswith("dry run")
+    plans = [r.plan for r in report.plans]
+    assert [(p.from_side, p.to_side) for p in plans if p] == [
+        ("primary", "standby"),
+        ("standby", "primary"),
+    ]
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+
+
+async def test_a_schedule_triggers_a_drill(stack: Stack, tmp_path: Path) -> None:
+    cluster = with_drill(stack, tmp_path, hold_seconds=0)
+    schedule = await schedule_drill(
+        stack.client, cluster, task_queue=stack.task_queue, cron="0 3 * * 0", paused=True
+    )
+    try:
+        description = await schedule.describe()
+        assert description.schedule.state.paused
+        # The server keeps the cron expression as a calendar: Sundays at 03:00.
+        [calendar] = description.schedule.spec.calendars
+        assert [r.start for r in calendar.hour] == [3]
+        assert [r.start for r in calendar.day_of_week] == [0]
+        await schedule.trigger()
+        found: list[str] = []
+
+        async def drill_done() -> bool:
+            query = "WorkflowType = 'DrillWorkflow' AND ExecutionStatus = 'Completed'"
+            found[:] = [
+                w.id
+                async for w in stack.client.list_workflows(query)
+                if w.id.startswith(drill_schedule_id(cluster.name) + "-")
+            ]
+            return bool(found)
+
+        await wait_for(drill_done, what="the scheduled drill to finish", timeout_s=DEADLINE_S)
+        report: DrillReport = await stack.client.get_workflow_handle(
+            found[0], result_type=DrillReport
+        ).result()
+        assert report.verdict == "pass", report.reason
+    finally:
+        await schedule.delete()
+
+
+def test_report_renders_without_a_drill() -> None:
+    start = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
+    report = DrillReport(
+        cluster="c",
+        workflow_id="drill-c-x",
+        verdict="skipped",
+        reason="not steady: primary down",
+        started_at=start,
+        finished_at=start + dt.timedelta(seconds=1),
+        rto_seconds=None,
+        rto_target_seconds=60,
+    )
+    assert "Drill SKIPPED for c" in to_markdown(report)
+    assert "<svg" in to_html(report)
