@@ -34,6 +34,10 @@ monitor_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(monitor_app, name="monitor")
+drill_app = typer.Typer(
+    no_args_is_help=True, help="Failover drills: run one, schedule them, read their reports."
+)
+app.add_typer(drill_app, name="drill")
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -306,12 +310,15 @@ def demo(
     as_json: JsonOption = False,
     keep: Annotated[bool, typer.Option(help="keep the stack running afterwards")] = False,
     probe_interval: ProbeIntervalOption = 1.0,
+    drill: Annotated[
+        bool, typer.Option("--drill", help="run one whole drill instead, and print its report")
+    ] = False,
 ) -> None:
     """Start the sandbox, kill the primary; the monitor detects it and fails over; print the
-    timeline; stop."""
+    timeline; stop. With --drill: a drill on the healthy sandbox, and its report."""
     import tempfile
 
-    from sandbox.demo import demo_succeeded, run_demo
+    from sandbox.demo import demo_succeeded, run_demo, run_drill_demo
     from sandbox.stack import Sandbox
 
     # The NLB stand-in logs every connection it cannot place while the primary is down.
@@ -325,9 +332,9 @@ def demo(
         )
         await sandbox.start()
         try:
-            report = await run_demo(sandbox)
+            report = await (run_drill_demo(sandbox) if drill else run_demo(sandbox))
             if keep:
-                _print_demo(report)
+                _print_demo_or_drill(report, drill)
                 out.print("stack kept running; Ctrl-C stops it")
                 await _wait_for_signal()
             return report
@@ -335,14 +342,24 @@ def demo(
             await sandbox.stop()
 
     report = _run(go())
-    succeeded = demo_succeeded(report)
+    succeeded = report["verdict"] == "pass" if drill else demo_succeeded(report)
     if succeeded:  # a failed demo keeps its logs and SQLite history for a look
         shutil.rmtree(report.pop("state_dir"), ignore_errors=True)
     if as_json:
         print(json.dumps(report))
     elif not keep:
-        _print_demo(report)
+        _print_demo_or_drill(report, drill)
     _exit(0 if succeeded else 1)
+
+
+def _print_demo_or_drill(report: dict[str, Any], drill: bool) -> None:
+    if not drill:
+        _print_demo(report)
+        return
+    from failover.models import DrillReport
+
+    _print_report(DrillReport.model_validate(report))
+    out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
 
 
 def _print_demo(report: dict[str, Any]) -> None:
@@ -373,6 +390,322 @@ def _print_demo(report: dict[str, Any]) -> None:
         fixed = "gone" if report["category_page_fixed_after"] else "STILL SERVED"
         out.print(f"category page cached broken during the outage: {fixed} after the flush")
     out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
+
+
+def _cluster_of(app_config: AppConfig, name: str) -> Any:
+    try:
+        return app_config.cluster(name)
+    except ConfigError as exc:
+        err.print(f"error: {exc}")
+        _exit(2)
+
+
+@app.command()
+def failback(
+    cluster: str,
+    reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "failback",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move CLUSTER back to the primary, verified (rolled back if the check fails)."""
+    app_config = _load(config)
+    cluster_config = _cluster_of(app_config, cluster)
+
+    async def go() -> dict[str, Any]:
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        from failover.operations import start_failback
+
+        client = await connect(find_endpoint())
+        try:
+            handle = await start_failback(
+                client, cluster_config, task_queue=app_config.task_queue, reason=reason
+            )
+        except WorkflowAlreadyStartedError:
+            err.print(f"error: failover-{cluster} is running; wait for it, then fail back")
+            _exit(2)
+        return (await handle.result()).model_dump(mode="json")
+
+    result = _run(go())
+    if as_json:
+        print(json.dumps(result))
+    else:
+        out.print(
+            f"{cluster}: {result['result']} ({result['from_side']} → {result['to_side']})",
+            style="bold",
+        )
+        out.print(f"  reason: {result['reason']}")
+        _print_steps(result["steps"])
+    _exit(0 if result["result"] in ("failed_over", "failed_over_with_warnings") else 1)
+
+
+@app.command()
+def plan(cluster: str, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print exactly what a failover of CLUSTER would change and check; change nothing."""
+    app_config = _load(config)
+    cluster_config = _cluster_of(app_config, cluster)
+
+    async def go() -> Any:
+        from failover.operations import plan_failover
+
+        client = await connect(find_endpoint())
+        return await plan_failover(client, cluster_config, task_queue=app_config.task_queue)
+
+    result = _run(go())
+    if result.plan is None:
+        err.print(f"{cluster}: no plan: {result.reason}")
+        _exit(1)
+    if as_json:
+        print(json.dumps(result.plan.model_dump(mode="json")))
+    else:
+        for line in result.plan.lines():
+            out.print(line)
+    _exit(0)
+
+
+# --- drills ----------------------------------------------------------------------------------
+
+HoldOption = Annotated[
+    float | None, typer.Option("--hold", min=0, help="seconds on the standby (default: config)")
+]
+
+
+def _print_report(report: Any) -> None:
+    from failover.report import headline
+
+    out.print(headline(report), style="bold")
+    out.print(f"  {report.verdict}: {report.reason}")
+    _print_steps([p.model_dump() for p in report.phases])
+    for title, run in (("failover", report.failover), ("failback", report.failback)):
+        if run is not None:
+            out.print(f"{title}: {run.result.value} ({run.from_side} → {run.to_side})")
+            _print_steps([s.model_dump() for s in run.steps])
+    for run in report.plans:
+        if run.plan is not None:
+            for line in run.plan.lines():
+                out.print(f"  {line}")
+    if report.files is not None:
+        out.print(f"report: {report.files.markdown}, {report.files.html}")
+
+
+def _report_exit(report: Any) -> NoReturn:
+    _exit(0 if report.verdict == "pass" or (report.dry_run and report.plans) else 1)
+
+
+@drill_app.command("run")
+def drill_run(
+    cluster: str,
+    config: ConfigOption = None,
+    hold: HoldOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="plan both switches only")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run one drill of CLUSTER now and print its report (exit 0 when it passes)."""
+    app_config = _load(config)
+    cluster_config = _cluster_of(app_config, cluster)
+
+    async def go() -> Any:
+        from failover.operations import start_drill
+
+        client = await connect(find_endpoint())
+        handle = await start_drill(
+            client,
+            cluster_config,
+            task_queue=app_config.task_queue,
+            dry_run=dry_run,
+            hold_seconds=hold,
+        )
+        if not as_json:
+            out.print(f"drill {handle.id} started")
+        return await handle.result()
+
+    report = _run(go())
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json")))
+    else:
+        _print_report(report)
+    _report_exit(report)
+
+
+def _every(text: str) -> Any:
+    import re
+    from datetime import timedelta
+
+    match = re.fullmatch(r"(\d+)([smhdw])", text.strip())
+    if match is None:
+        err.print(f"error: --every {text!r}: write a number and a unit, e.g. 7d, 12h, 30m")
+        _exit(2)
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return timedelta(**{unit[match.group(2)]: int(match.group(1))})
+
+
+@drill_app.command("schedule")
+def drill_schedule(
+    cluster: str,
+    cron: Annotated[str | None, typer.Option(help='cron, e.g. "0 3 * * sun" (UTC)')] = None,
+    every: Annotated[str | None, typer.Option(help="an interval, e.g. 7d")] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="create it paused")] = False,
+    hold: HoldOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create or replace the Schedule drill-CLUSTER (a drill still running skips the next)."""
+    if (cron is None) == (every is None):
+        err.print("error: give exactly one of --cron or --every")
+        _exit(2)
+    app_config = _load(config)
+    cluster_config = _cluster_of(app_config, cluster)
+    interval = _every(every) if every is not None else None
+
+    async def go() -> str:
+        from failover.operations import schedule_drill
+
+        client = await connect(find_endpoint())
+        handle = await schedule_drill(
+            client,
+            cluster_config,
+            task_queue=app_config.task_queue,
+            cron=cron,
+            every=interval,
+            paused=paused,
+            hold_seconds=hold,
+        )
+        return handle.id
+
+    schedule_id = _run_rpc(go(), missing="no such namespace")
+    when = f"cron {cron!r}" if cron else f"every {every}"
+    out.print(f"schedule {schedule_id}: {when}" + (" (paused)" if paused else ""))
+    _exit(0)
+
+
+@drill_app.command("list")
+def drill_list(as_json: JsonOption = False) -> None:
+    """The drill schedules, and the last drills run."""
+
+    async def go() -> dict[str, Any]:
+        from failover.operations import DRILL_WORKFLOW
+
+        client = await connect(find_endpoint())
+        schedules = []
+        async for entry in await client.list_schedules():
+            if not entry.id.startswith("drill-"):
+                continue
+            info = entry.info
+            schedules.append(
+                {
+                    "id": entry.id,
+                    "paused": bool(info and info.paused),
+                    "next": [t.isoformat() for t in (info.next_action_times if info else [])][:1],
+                }
+            )
+        drills = []
+        async for execution in client.list_workflows(f"WorkflowType = '{DRILL_WORKFLOW}'"):
+            drills.append(
+                {"id": execution.id, "status": execution.status.name if execution.status else None}
+            )
+            if len(drills) >= 20:
+                break
+        return {"schedules": schedules, "drills": drills}
+
+    listing = _run(go())
+    if as_json:
+        print(json.dumps(listing))
+        _exit(0)
+    for schedule in listing["schedules"]:
+        state = "paused" if schedule["paused"] else f"next {', '.join(schedule['next']) or '-'}"
+        out.print(f"schedule {schedule['id']}: {state}")
+    for drill in listing["drills"]:
+        out.print(f"drill {drill['id']}: {drill['status']}")
+    _exit(0)
+
+
+def _schedule_action(cluster: str, action: str) -> None:
+    async def go() -> None:
+        from failover.operations import drill_schedule_id
+
+        client = await connect(find_endpoint())
+        handle = client.get_schedule_handle(drill_schedule_id(cluster))
+        if action == "pause":
+            await handle.pause(note="paused from the CLI")
+        elif action == "resume":
+            await handle.unpause(note="resumed from the CLI")
+        elif action == "trigger":
+            await handle.trigger()
+        else:
+            await handle.delete()
+
+    _run_rpc(go(), missing=f"no drill schedule for {cluster} (create it: failover drill schedule)")
+    out.print(f"schedule drill-{cluster}: {action}")
+    _exit(0)
+
+
+@drill_app.command("pause")
+def drill_pause(cluster: str) -> None:
+    """Pause the drill schedule of CLUSTER."""
+    _schedule_action(cluster, "pause")
+
+
+@drill_app.command("resume")
+def drill_resume(cluster: str) -> None:
+    """Resume the drill schedule of CLUSTER."""
+    _schedule_action(cluster, "resume")
+
+
+@drill_app.command("trigger")
+def drill_trigger(cluster: str) -> None:
+    """Start a drill from the schedule of CLUSTER now (its overlap rule still applies)."""
+    _schedule_action(cluster, "trigger")
+
+
+@drill_app.command("delete")
+def drill_delete(cluster: str) -> None:
+    """Delete the drill schedule of CLUSTER."""
+    _schedule_action(cluster, "delete")
+
+
+@drill_app.command("abort")
+def drill_abort(
+    workflow_id: str, reason: ReasonOption = "", identity: IdentityOption = None
+) -> None:
+    """Stop a running drill safely: if traffic already moved, it fails back first."""
+
+    async def go() -> None:
+        from failover.operations import abort_drill
+
+        client = await connect(find_endpoint())
+        await abort_drill(client, workflow_id, reason=reason, identity=_identity(identity))
+
+    _run_rpc(go(), missing=f"no drill {workflow_id}")
+    out.print(f"{workflow_id}: abort requested")
+    _exit(0)
+
+
+@drill_app.command("report")
+def drill_report(
+    workflow_id: str,
+    html: Annotated[Path | None, typer.Option("--html", help="write the HTML report here")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="write Markdown here")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fetch a finished drill's report; print it, or write it as HTML or Markdown."""
+    from failover.report import to_html, to_markdown
+
+    async def go() -> Any:
+        from failover.models import DrillReport
+
+        client = await connect(find_endpoint())
+        handle = client.get_workflow_handle(workflow_id, result_type=DrillReport)
+        return await handle.result()
+
+    report = _run_rpc(go(), missing=f"no drill {workflow_id}")
+    if html is not None:
+        html.write_text(to_html(report), encoding="utf-8")
+    if markdown is not None:
+        markdown.write_text(to_markdown(report), encoding="utf-8")
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json")))
+    elif html is None and markdown is None:
+        _print_report(report)
+    _exit(0)
 
 
 # --- monitors ----------------------------------------------------------------------------
@@ -515,18 +848,27 @@ def _set_paused(cluster: str, paused: bool, reason: str, identity: str) -> None:
     _exit(0)
 
 
-def _run_rpc(coro: Coroutine[Any, Any, T]) -> T:
-    """Like _run, and a workflow that does not exist is a clear error, not a traceback."""
+MISSING_MONITOR = "no such monitor is running (start it: failover monitor start)"
+
+
+def _run_rpc(coro: Coroutine[Any, Any, T], missing: str = MISSING_MONITOR) -> T:
+    """Like _run, and a workflow that does not exist is a clear error, not a traceback; so
+    is an update the workflow refused."""
     from temporalio.service import RPCError, RPCStatusCode
+
+    from failover.operations import MonitorRefused
 
     try:
         return _run(coro)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            err.print("error: no such monitor is running (start it: failover monitor start)")
+            err.print(f"error: {missing}")
         else:
             err.print(f"error: {exc.message}")
         _exit(2)
+    except MonitorRefused as exc:
+        err.print(f"error: refused: {exc}")
+        _exit(1)
 
 
 def main() -> None:

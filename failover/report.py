@@ -48,24 +48,31 @@ def _step_rows(steps: list[StepTiming], origin: datetime) -> list[str]:
     return rows
 
 
-def to_markdown(report: DrillReport) -> str:
-    origin = report.started_at
+def facts(report: DrillReport) -> list[str]:
+    """The report's summary lines, plain text (Markdown list items, HTML list items)."""
+    if report.storefront_failed_requests:
+        recovered = f"last failure {_seconds(report.storefront_recovery_seconds)} after the switch"
+    else:
+        recovered = "none failed"
     lines = [
-        f"# {headline(report)}",
-        "",
-        f"- workflow: `{report.workflow_id}`",
-        f"- started: {report.started_at.isoformat()}, finished: {report.finished_at.isoformat()}",
-        f"- verdict: **{report.verdict}**: {report.reason}",
-        f"- RTO (drill switch started → switch verified): {_seconds(report.rto_seconds)}, "
+        f"workflow: {report.workflow_id}",
+        f"started: {report.started_at.isoformat()}, finished: {report.finished_at.isoformat()}",
+        f"verdict: {report.verdict}: {report.reason}",
+        f"RTO (drill switch started → switch verified): {_seconds(report.rto_seconds)}, "
         f"target {report.rto_target_seconds:g} s",
-        f"- storefront: {report.storefront_failed_requests} failed of "
-        f"{report.storefront_total_requests} requests; recovered "
-        f"{_seconds(report.storefront_recovery_seconds)} after the switch started",
+        f"storefront: {report.storefront_failed_requests} failed of "
+        f"{report.storefront_total_requests} requests ({recovered})",
     ]
     if report.confirmation_skipped:
         lines.append(
-            "- the failure confirmation was skipped: a drill switches a healthy primary on purpose"
+            "the failure confirmation was skipped: a drill switches a healthy primary on purpose"
         )
+    return lines
+
+
+def to_markdown(report: DrillReport) -> str:
+    origin = report.started_at
+    lines = [f"# {headline(report)}", "", *(f"- {fact}" for fact in facts(report))]
     lines += ["", "## Phases", "", "| phase | start | duration | outcome | detail |"]
     lines += ["| --- | --- | --- | --- | --- |", *_step_rows(report.phases, origin)]
     for title, run in (("Failover", report.failover), ("Failback", report.failback)):
@@ -126,12 +133,7 @@ def timeline_svg(report: DrillReport, *, width: int = 960) -> str:
 
 def to_html(report: DrillReport) -> str:
     colour = VERDICT_COLOURS[report.verdict]
-    markdown_rows = to_markdown(report).split("\n## Phases", 1)[0]
-    facts = "".join(
-        f"<li>{html.escape(line[2:])}</li>"
-        for line in markdown_rows.splitlines()
-        if line.startswith("- ")
-    )
+    items = "".join(f"<li>{html.escape(fact)}</li>" for fact in facts(report))
     tables = []
     origin = report.started_at
     for title, steps in (
@@ -163,7 +165,7 @@ td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: left; font-si
 </style></head>
 <body>
 <h1><span class="verdict">{report.verdict.upper()}</span> {html.escape(report.cluster)} drill</h1>
-<ul>{facts}</ul>
+<ul>{items}</ul>
 <h2>Timeline</h2>
 {timeline_svg(report)}
 {"".join(tables)}

@@ -193,3 +193,33 @@ def demo_succeeded(report: dict[str, Any]) -> bool:
         and report["storefront_recovered_seconds"] is not None
         and report["category_page_fixed_after"]
     )
+
+
+DRILL_HOLD_SECONDS = 3.0
+
+
+async def run_drill_demo(sandbox: Sandbox) -> dict[str, Any]:
+    """One whole drill on a started sandbox: switch to the standby, hold, fail back."""
+    from failover.operations import start_drill
+
+    assert sandbox.config and sandbox.client and sandbox.info
+    cluster = sandbox.config.clusters[0]
+    await monitor_watching(
+        sandbox.client, cluster.name, cluster.monitor.vantages(sandbox.config.task_queue)
+    )
+    handle = await start_drill(
+        sandbox.client,
+        cluster,
+        task_queue=sandbox.config.task_queue,
+        hold_seconds=DRILL_HOLD_SECONDS,
+        reason="failover demo --drill",
+    )
+    report = await handle.result()
+    return {
+        **report.model_dump(mode="json"),
+        "record_after": await asyncio.to_thread(sandbox.read_record_values)
+        if sandbox.mode == "dns"
+        else await asyncio.to_thread(sandbox.registered_targets),
+        "ui_url": sandbox.info.temporal.workflow_url(handle.id),
+        "state_dir": str(sandbox.directory),
+    }

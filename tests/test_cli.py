@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,16 @@ CONFIGS = Path(__file__).parent / "configs"
 FAILOVER = str(Path(sys.executable).parent / "failover")
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [FAILOVER, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [FAILOVER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=None if env is None else os.environ | env,
     )
 
 
@@ -94,3 +102,25 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
     assert report["ui_url"].endswith(
         f"/workflows/failover-catalog-search/{report['run_id']}/history"
     )
+
+
+@pytest.mark.slow
+def test_demo_drill_json_is_a_passing_measured_drill(tmp_path: Path) -> None:
+    done = run("demo", "--drill", "--json", env={"FAILOVER_STATE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "pass", report["reason"]
+    assert 0 < report["rto_seconds"] <= report["rto_target_seconds"]
+    assert report["storefront_total_requests"] > 0
+    assert report["storefront_failed_requests"] == 0
+    assert [p["name"] for p in report["phases"]] == [
+        "steady_state_before",
+        "guardrails",
+        "failover",
+        "hold",
+        "failback",
+        "steady_state_after",
+    ]
+    assert report["failover"]["trigger"] == report["failback"]["trigger"] == "drill"
+    assert report["record_after"] == ["es-primary.shop.internal"]
+    assert Path(report["files"]["html"]).parent == tmp_path / "reports"
