@@ -1,8 +1,9 @@
 """Render a drill report in headless Chromium, keep a screenshot, and check the timeline shows.
 
-    make system-packages && apt-get install -y chromium       # Debian's Chromium
+    apt-get install -y chromium                                # Debian's Chromium
     .venv/bin/failover demo --drill --json > /tmp/drill.json   # writes the report files
-    .venv/bin/python docs/render_report.py "$(jq -r .files.html /tmp/drill.json)" docs/drill-report.png
+    .venv/bin/python docs/render_report.py \
+        "$(jq -r .files.html /tmp/drill.json)" docs/drill-report.png
 
 Exit 0 when the timeline's bars are on the screenshot (green pixels of passed phases in the
 timeline's area), 1 when they are not, 2 when Chromium is missing.
