@@ -589,11 +589,11 @@ def drill_list(as_json: JsonOption = False) -> None:
         async for entry in await client.list_schedules():
             if not entry.id.startswith("drill-"):
                 continue
-            info = entry.info
+            info, schedule = entry.info, entry.schedule
             schedules.append(
                 {
                     "id": entry.id,
-                    "paused": bool(info and info.paused),
+                    "paused": bool(schedule and schedule.state.paused),
                     "next": [t.isoformat() for t in (info.next_action_times if info else [])][:1],
                 }
             )

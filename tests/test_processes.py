@@ -297,3 +297,72 @@ def test_receiver_command_refuses_a_missing_secret_and_stops_cleanly(
     finally:
         code = stop(receiver)
     assert code == 0, log_path.read_text()
+
+
+def json_of(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_drill_commands_end_to_end(
+    sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
+) -> None:
+    """plan, drill run, report, schedule, list, trigger, delete and failback as an operator
+    types them, against the sandbox and a separate worker."""
+    worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, ROOT / "worker.py", "--config", sandbox["config_path"]],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    try:
+        wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker")
+        plan = cli(env, "plan", "catalog-search", "--json")
+        assert plan.returncode == 0, plan.stderr
+        assert json.loads(plan.stdout)["record"]["to_value"] == "es-standby.shop.internal"
+
+        ran = cli(env, "drill", "run", "catalog-search", "--hold", "0", "--json")
+        assert ran.returncode == 0, ran.stderr
+        report = json.loads(ran.stdout)
+        assert report["verdict"] == "pass" and report["rto_seconds"] > 0
+        page = tmp_path / "report.html"
+        fetched = cli(env, "drill", "report", report["workflow_id"], "--html", str(page))
+        assert fetched.returncode == 0, fetched.stderr
+        assert "<svg" in page.read_text() and "PASS" in page.read_text()
+
+        made = cli(
+            env, "drill", "schedule", "catalog-search", "--every", "7d", "--paused", "--hold", "0"
+        )
+        assert made.returncode == 0 and "every 7d (paused)" in made.stdout
+        bad = cli(env, "drill", "schedule", "catalog-search", "--every", "weekly")
+        assert bad.returncode == 2 and "a number and a unit" in bad.stderr
+        listed = json_of(cli(env, "drill", "list", "--json"))
+        assert {"id": "drill-catalog-search", "paused": True} | {
+            "next": listed["schedules"][0]["next"]
+        } in listed["schedules"]
+        assert cli(env, "drill", "trigger", "catalog-search").returncode == 0
+
+        def scheduled_drill_done() -> list[dict[str, Any]] | None:
+            drills = json_of(cli(env, "drill", "list", "--json"))["drills"]
+            # Scheduled runs are named by Temporal: drill-<cluster>-<RFC 3339 time>.
+            done = [d for d in drills if ":" in d["id"] and d["status"] == "COMPLETED"]
+            return done or None
+
+        wait_until(scheduled_drill_done, "the triggered drill to finish")
+        assert cli(env, "drill", "delete", "catalog-search").returncode == 0
+        gone = cli(env, "drill", "pause", "catalog-search")
+        assert gone.returncode == 2 and "no drill schedule for catalog-search" in gone.stderr
+
+        # The primary is active again after the drills: a failback has nothing to do.
+        back = cli(env, "failback", "catalog-search", "--json")
+        assert back.returncode == 1
+        assert json.loads(back.stdout)["result"] == "aborted"
+        assert "already active" in json.loads(back.stdout)["reason"]
+    finally:
+        code = stop(worker)
+    assert code == 0, worker_log.read_text()
