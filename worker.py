@@ -35,6 +35,7 @@ from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
 from activities.watch import ClusterWatchActivities
+from failover import visibility
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
 from failover.operations import ensure_monitors
 from failover.receiver import check_receiver_config, serve_receiver
@@ -240,6 +241,10 @@ async def serve(
         print(f"embedded Temporal dev server at {endpoint.address}, log in {server.log_path}")
     else:
         client = await connect(endpoint)
+    # Filterable runs in the Web UI; a server that refuses them still fails over.
+    missing = await visibility.register(client)
+    if missing:
+        print(f"search attributes not registered: {', '.join(missing)}", flush=True)
     if vantage is not None:
         worker = build_vantage_worker(client, task_queue=vantage, local_address=source_address)
         _announce(endpoint, vantage)

@@ -439,6 +439,46 @@ def failback(
     _exit(0 if result["result"] in ("failed_over", "failed_over_with_warnings") else 1)
 
 
+def _failover_update(cluster: str, update: str, request: Any) -> Any:
+    async def go() -> Any:
+        from temporalio.client import WorkflowUpdateFailedError
+
+        from failover.models import FailoverStatus
+        from failover.operations import MonitorRefused, failover_workflow_id
+
+        client = await connect(find_endpoint())
+        handle = client.get_workflow_handle(failover_workflow_id(cluster))
+        try:
+            return await handle.execute_update(update, request, result_type=FailoverStatus)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise MonitorRefused(getattr(cause, "message", None) or str(cause)) from None
+
+    return _run_rpc(go(), missing=f"no failover of {cluster} is running")
+
+
+@app.command()
+def approve(cluster: str, identity: IdentityOption = None, reason: ReasonOption = "") -> None:
+    """Approve the failover of CLUSTER that waits for approval (require_approval)."""
+    from failover.models import ApproveRequest
+
+    who = _identity(identity)
+    status = _failover_update(cluster, "approve", ApproveRequest(identity=who, reason=reason))
+    out.print(f"failover-{cluster} approved by {who} (phase {status.phase})")
+    _exit(0)
+
+
+@app.command()
+def abort(cluster: str, identity: IdentityOption = None, reason: ReasonOption = "") -> None:
+    """Abort the failover of CLUSTER before it switches (after the switch: failback)."""
+    from failover.models import AbortRequest
+
+    who = _identity(identity)
+    _failover_update(cluster, "abort", AbortRequest(identity=who, reason=reason))
+    out.print(f"failover-{cluster}: abort requested by {who}")
+    _exit(0)
+
+
 @app.command()
 def plan(cluster: str, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print exactly what a failover of CLUSTER would change and check; change nothing."""

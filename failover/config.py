@@ -418,6 +418,11 @@ class ClusterConfig(StrictModel):
     caches: list[Cache] = Field(default_factory=list)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     alarms: AlarmRoutes = Field(default_factory=AlarmRoutes)
+    require_approval: bool = Field(
+        default=False, description="a person approves before traffic moves (not for drills)"
+    )
+    approval_timeout_seconds: float = Field(default=900, gt=0, le=86400)
+    approval_on_timeout: Literal["proceed", "abort"] = "abort"
     drill: DrillSettings = Field(default_factory=DrillSettings)
 
     @field_validator("caches")

@@ -266,6 +266,13 @@ class FailoverStatus(BaseModel):
     to_side: Side | None = None
     reason: str
     steps: list[StepTiming] = Field(default_factory=list)
+    paused_by: str | None = None
+    approved_by: str | None = None
+
+
+class ApproveRequest(BaseModel):
+    identity: str = ""
+    reason: str = ""
 
 
 class FailoverResult(BaseModel):
@@ -283,6 +290,7 @@ class FailoverResult(BaseModel):
     finished_at: datetime
     steps: list[StepTiming]
     plan: FailoverPlan | None = None
+    approved_by: str | None = None
 
     @property
     def seconds(self) -> float:

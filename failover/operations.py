@@ -26,6 +26,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from failover import visibility
 from failover.config import AppConfig, ClusterConfig
 from failover.models import (
     AbortRequest,
@@ -67,17 +68,63 @@ async def start_or_attach_failover(
     The fixed id plus USE_EXISTING is what makes a storm of triggers one failover;
     ALLOW_DUPLICATE lets a later trigger start a new run (a move back) once one ended.
     """
-    return await client.start_workflow(
-        FAILOVER_WORKFLOW,
-        FailoverRequest(cluster=cluster, reason=reason, trigger=trigger, confirmation=confirmation),
-        id=failover_workflow_id(cluster.name),
-        task_queue=task_queue,
-        result_type=FailoverResult,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        static_summary=f"{cluster.name}: failover ({trigger}: {reason})"[:200],
-        rpc_timeout=rpc_timeout,
+    request = FailoverRequest(
+        cluster=cluster, reason=reason, trigger=trigger, confirmation=confirmation
     )
+    return await visibility.start_with_fallback(
+        lambda attributes: client.start_workflow(
+            FAILOVER_WORKFLOW,
+            request,
+            id=failover_workflow_id(cluster.name),
+            task_queue=task_queue,
+            result_type=FailoverResult,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=failover_summary(request),
+            static_details=failover_details(request),
+            search_attributes=attributes,
+            rpc_timeout=rpc_timeout,
+        ),
+        visibility.attributes(cluster.name, trigger=trigger),
+    )
+
+
+def failover_summary(request: FailoverRequest) -> str:
+    """One line for the Web UI's list: which cluster, which way, why."""
+    direction = f"→ {request.to_side}" if request.to_side else "primary ⇄ standby"
+    return f"{request.cluster.name}: {direction} ({request.trigger}: {request.reason})"[:200]
+
+
+def failover_details(request: FailoverRequest) -> str:
+    """The run's plan in Markdown, shown under the summary in the Web UI."""
+    cluster = request.cluster
+    switch = cluster.switch
+    if switch.type == "route53":
+        values = f"`{switch.primary_value}` ⇄ `{switch.standby_value}`"
+        move = f"UPSERT `{switch.record_name}` {switch.record_type}: {values}"
+    else:
+        group = switch.target_group_arn.rsplit(":", 1)[-1]
+        move = f"register/deregister targets of `{group}`"
+    confirm = (
+        "skipped (planned switch)"
+        if request.skip_confirmation
+        else f"{cluster.probe.failure_threshold} probe rounds"
+        if request.confirmation is None
+        else "1 fresh round (the monitor confirmed from a quorum)"
+    )
+    lines = [
+        f"**{cluster.name}**, trigger `{request.trigger}`: {request.reason}",
+        "",
+        f"1. confirm: {confirm}",
+        "2. preflight of the target side"
+        + (", then operator approval" if cluster.require_approval else ""),
+        f"3. switch: {move}",
+        f"4. flush: {', '.join(f'{c.type} {c.name}' for c in cluster.caches) or 'no caches'}",
+        "5. verify; roll back if it fails",
+    ]
+    if request.dry_run:
+        lines.insert(0, "_dry run: nothing changes_")
+    return "\n".join(lines)
 
 
 async def failover_state(client: Client, cluster: str) -> dict[str, Any]:
@@ -132,15 +179,21 @@ async def ensure_monitor(
     leaves exactly one monitor per cluster, watching with the config on disk. Another
     signal (an alarm) may be sent the same way: it reaches the monitor, started if need be.
     """
-    return await client.start_workflow(
-        MONITOR_WORKFLOW,
-        MonitorInput(cluster=cluster, task_queue=task_queue, max_history_events=max_history_events),
-        id=monitor_workflow_id(cluster.name),
-        task_queue=task_queue,
-        start_signal=signal,
-        start_signal_args=[cluster if signal_arg is None else signal_arg],
-        static_summary=f"{cluster.name}: monitor",
-        rpc_timeout=rpc_timeout,
+    return await visibility.start_with_fallback(
+        lambda attributes: client.start_workflow(
+            MONITOR_WORKFLOW,
+            MonitorInput(
+                cluster=cluster, task_queue=task_queue, max_history_events=max_history_events
+            ),
+            id=monitor_workflow_id(cluster.name),
+            task_queue=task_queue,
+            start_signal=signal,
+            start_signal_args=[cluster if signal_arg is None else signal_arg],
+            static_summary=f"{cluster.name}: monitor",
+            search_attributes=attributes,
+            rpc_timeout=rpc_timeout,
+        ),
+        visibility.attributes(cluster.name, phase="watching"),
     )
 
 
@@ -253,21 +306,27 @@ async def start_failback(
     """Moves traffic back to the primary, with the failover's own checks: preflight of the
     primary, switch, flush, verify, rollback. It runs as `failover-<cluster>` so it can
     never run beside a failover; one that is running makes this fail at once."""
-    return await client.start_workflow(
-        FAILOVER_WORKFLOW,
-        FailoverRequest(
-            cluster=cluster,
-            reason=reason,
-            trigger="failback",
-            to_side="primary",
-            skip_confirmation=True,
+    request = FailoverRequest(
+        cluster=cluster,
+        reason=reason,
+        trigger="failback",
+        to_side="primary",
+        skip_confirmation=True,
+    )
+    return await visibility.start_with_fallback(
+        lambda attributes: client.start_workflow(
+            FAILOVER_WORKFLOW,
+            request,
+            id=failover_workflow_id(cluster.name),
+            task_queue=task_queue,
+            result_type=FailoverResult,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=failover_summary(request),
+            static_details=failover_details(request),
+            search_attributes=attributes,
         ),
-        id=failover_workflow_id(cluster.name),
-        task_queue=task_queue,
-        result_type=FailoverResult,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        static_summary=f"{cluster.name}: failback to the primary ({reason})"[:200],
+        visibility.attributes(cluster.name, trigger="failback"),
     )
 
 
@@ -275,14 +334,21 @@ async def plan_failover(
     client: Client, cluster: ClusterConfig, *, task_queue: str
 ) -> FailoverResult:
     """A dry run of the failover: reads the switch, returns the plan, changes nothing."""
-    return await client.execute_workflow(
-        FAILOVER_WORKFLOW,
-        FailoverRequest(cluster=cluster, reason="dry run", trigger="manual", dry_run=True),
-        id=f"plan-{cluster.name}-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
-        result_type=FailoverResult,
-        static_summary=f"{cluster.name}: failover plan (dry run)",
+    request = FailoverRequest(cluster=cluster, reason="dry run", trigger="manual", dry_run=True)
+    handle = await visibility.start_with_fallback(
+        lambda attributes: client.start_workflow(
+            FAILOVER_WORKFLOW,
+            request,
+            id=f"plan-{cluster.name}-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+            result_type=FailoverResult,
+            static_summary=f"{cluster.name}: failover plan (dry run)",
+            static_details=failover_details(request),
+            search_attributes=attributes,
+        ),
+        visibility.attributes(cluster.name, trigger="manual"),
     )
+    return await handle.result()
 
 
 def drill_workflow_id(cluster: str, at: datetime | None = None) -> str:
@@ -303,13 +369,19 @@ async def start_drill(
     hold_seconds: float | None = None,
     reason: str = "drill run by hand",
 ) -> WorkflowHandle[Any, DrillReport]:
-    return await client.start_workflow(
-        DRILL_WORKFLOW,
-        DrillRequest(cluster=cluster, reason=reason, dry_run=dry_run, hold_seconds=hold_seconds),
-        id=drill_workflow_id(cluster.name),
-        task_queue=task_queue,
-        result_type=DrillReport,
-        static_summary=f"{cluster.name}: failover drill" + (" (dry run)" if dry_run else ""),
+    return await visibility.start_with_fallback(
+        lambda attributes: client.start_workflow(
+            DRILL_WORKFLOW,
+            DrillRequest(
+                cluster=cluster, reason=reason, dry_run=dry_run, hold_seconds=hold_seconds
+            ),
+            id=drill_workflow_id(cluster.name),
+            task_queue=task_queue,
+            result_type=DrillReport,
+            static_summary=f"{cluster.name}: failover drill" + (" (dry run)" if dry_run else ""),
+            search_attributes=attributes,
+        ),
+        visibility.attributes(cluster.name, trigger="drill"),
     )
 
 

@@ -21,6 +21,8 @@ from urllib.parse import quote
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from failover import visibility
+
 # The dev server's defaults add ~50 ms to every activity round trip and fire timers ~1 s
 # late (transfer/timer queue poll rates, timer time shift). These make a local failover
 # run at the speed it would on a tuned cluster; they only cost SQLite polling.
@@ -158,6 +160,7 @@ class EmbeddedTemporalServer:
             "--log-level",
             "warn",
             *FAST_DEV_SERVER_ARGS,
+            *visibility.DEV_SERVER_ARGS,
         ]
         self.process = self._spawn(command)
         deadline = time.monotonic() + startup_seconds

@@ -21,6 +21,7 @@ import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from failover import visibility
 from failover.models import FailoverResult, Outcome
 from failover.operations import failover_workflow_id, watch_progress
 from sandbox.search_sim import FaultMode, NodeFault
@@ -146,6 +147,12 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
 
     workflow_id = failover_workflow_id(cluster.name)
     description = await handle.describe()
+    ours = {key.name for key in visibility.KEYS}
+    attributes = {
+        pair.key.name: pair.value
+        for pair in description.typed_search_attributes.search_attributes
+        if pair.key.name in ours
+    }
     started_at, result_run_id = description.start_time, description.run_id
     if sandbox.mode == "nlb":
         after = await asyncio.to_thread(sandbox.registered_targets)
@@ -180,6 +187,7 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
             for s in result.steps
         ],
         "workflow_id": workflow_id,
+        "search_attributes": attributes,
         "run_id": result_run_id,
         "ui_url": sandbox.info.temporal.workflow_url(workflow_id, result_run_id),
         "state_dir": str(sandbox.directory),

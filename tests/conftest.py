@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from failover import visibility
 from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
 from failover.temporal import FAST_DEV_SERVER_ARGS, temporal_cli_path
 from sandbox.aws_fault_proxy import AwsFaultProxy
@@ -56,6 +57,7 @@ for _key, _value in SANDBOX_AWS_ENV.items():
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
+        search_attributes=list(visibility.KEYS),
         dev_server_existing_path=temporal_cli_path(),
         dev_server_extra_args=list(FAST_DEV_SERVER_ARGS),
     )

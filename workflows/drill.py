@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from failover import decisions
+    from failover import decisions, visibility
     from failover.config import ClusterConfig
     from failover.models import (
         AbortRequest,
@@ -57,7 +57,7 @@ class DrillWorkflow:
         self._status = FailoverStatus(
             cluster=request.cluster.name, phase="starting", reason=request.reason
         )
-        self._steps = StepRecorder(self._status)
+        self._steps = StepRecorder(self._status, on_phase=self._phase_changed)
         self._abort_reason: str | None = None
         self._failover: FailoverResult | None = None
         self._failback: FailoverResult | None = None
@@ -66,13 +66,25 @@ class DrillWorkflow:
         self._switch_started: datetime | None = None
         self._finished = False
 
+    @property
+    def _visible(self) -> bool:
+        return workflow.info().typed_search_attributes.get(visibility.CLUSTER) is not None
+
+    def _phase_changed(self, phase: str) -> None:
+        if self._visible:
+            workflow.upsert_search_attributes([visibility.PHASE.value_set(phase)])
+        workflow.set_current_details(f"**{phase}**: {self._request.reason}")
+
     @workflow.run
     async def run(self, request: DrillRequest) -> DrillReport:
         report = await self._drill(request.cluster)
         self._finished = True
         async with self._steps.step("report"):
             report.files = await self._write(report, request.cluster)
-        self._status.phase = "done"
+        self._steps.phase("done")
+        if self._visible:
+            workflow.upsert_search_attributes([visibility.RESULT.value_set(report.verdict)])
+        workflow.set_current_details(f"**{report.verdict}**: {report.reason}")
         return report
 
     async def _write(self, report: DrillReport, cluster: ClusterConfig) -> ReportFiles | None:
@@ -223,6 +235,9 @@ class DrillWorkflow:
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 execution_timeout=FAILOVER_TIMEOUT,
                 static_summary=f"{cluster.name}: drill switch to the {to_side}",
+                search_attributes=visibility.attributes(cluster.name, trigger="drill")
+                if self._visible
+                else None,
             )
         except ChildWorkflowError as err:
             raise ApplicationError(

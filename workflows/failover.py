@@ -17,9 +17,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from failover import decisions
+    from failover import decisions, visibility
     from failover.config import ClusterConfig, SsmCache, VarnishCache
     from failover.models import (
+        AbortRequest,
+        ApproveRequest,
         CheckResult,
         FailoverPlan,
         FailoverRequest,
@@ -28,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         FlushRequest,
         FlushResult,
         Outcome,
+        PauseRequest,
         ProbeSideInput,
         RecordSnapshot,
         SearchPathRequest,
@@ -50,6 +53,12 @@ FLUSH_RETRY = RetryPolicy(
 class FailoverWorkflow:
     def __init__(self) -> None:
         self._status: FailoverStatus | None = None
+        self._abort_reason: str | None = None
+        self._paused_by: str | None = None
+        self._approved_by: str | None = None
+        self._switch_started = False
+        self._finished = False
+        self._visible = False
 
     @workflow.run
     async def run(self, request: FailoverRequest) -> FailoverResult:
@@ -58,7 +67,12 @@ class FailoverWorkflow:
         self._status = FailoverStatus(
             cluster=request.cluster.name, phase="starting", reason=request.reason
         )
-        self._steps = StepRecorder(self._status)
+        # Runs started before search attributes existed replay without them; new runs
+        # update those they were started with (a server without them gets none).
+        self._visible = workflow.patched("visibility") and (
+            workflow.info().typed_search_attributes.get(visibility.CLUSTER) is not None
+        )
+        self._steps = StepRecorder(self._status, on_phase=self._phase_changed)
         self._flushed: list[FlushResult] = []
         self._warnings: list[str] = []
         self._switcher: Switcher | None = None
@@ -66,9 +80,33 @@ class FailoverWorkflow:
             result = await self._runbook(request.cluster)
         except StepFailed as failed:
             result = self._finish(Outcome.FAILED, str(failed))
+        self._finished = True
+        if self._visible:
+            workflow.upsert_search_attributes(
+                [
+                    visibility.PHASE.value_set("done"),
+                    visibility.RESULT.value_set(result.result.value),
+                ]
+            )
+        workflow.set_current_details(f"**{result.result.value}**: {result.reason}")
         if workflow.patched("tell-monitor"):
             await self._tell_monitor(result)
         return result
+
+    def _phase_changed(self, phase: str) -> None:
+        """The live phase: a search attribute to filter on, and the run's current details."""
+        status = self._status
+        assert status is not None
+        if self._visible:
+            workflow.upsert_search_attributes([visibility.PHASE.value_set(phase)])
+        direction = (
+            f"{status.from_side} → {status.to_side}"
+            if status.from_side
+            else "direction not read yet"
+        )
+        workflow.set_current_details(
+            f"**{phase}** ({direction}), {len(status.steps)} step(s) done; {status.reason}"
+        )
 
     async def _tell_monitor(self, result: FailoverResult) -> None:
         """Lets the cluster's monitor know at once (it re-reads the switch, starts its
@@ -99,6 +137,8 @@ class FailoverWorkflow:
         if request.dry_run:
             return self._plan(cluster, active, snapshot)
 
+        if (aborted := await self._checkpoint("confirm")) is not None:
+            return aborted
         if request.skip_confirmation:
             refusal = decisions.skip_confirmation_refusal(request.trigger)
             if refusal is not None:
@@ -110,11 +150,20 @@ class FailoverWorkflow:
             if refusal is not None:
                 return self._refuse("confirm", Outcome.NOT_CONFIRMED, refusal)
 
+        if (aborted := await self._checkpoint("preflight")) is not None:
+            return aborted
         async with self._steps.step("preflight"):
             refusal = decisions.preflight_refusal(await self._probe(cluster, target), target)
         if refusal is not None:
             return self._refuse("preflight", Outcome.ABORTED, f"aborted: {refusal}")
 
+        if cluster.require_approval and request.trigger not in decisions.PLANNED_TRIGGERS:
+            refusal = await self._await_approval(cluster)
+            if refusal is not None:
+                return self._refuse("awaiting_approval", Outcome.ABORTED, refusal)
+        if (aborted := await self._checkpoint("switch")) is not None:
+            return aborted
+        self._switch_started = True
         refusal = await switcher.switch(active, target)
         if refusal is not None:
             return self._finish(Outcome.ABORTED, f"aborted: {refusal}")
@@ -136,6 +185,89 @@ class FailoverWorkflow:
             await self._rollback(switcher, snapshot, problem)
         await self._flush_caches(cluster, "flush_after_rollback")
         return self._finish(Outcome.ROLLED_BACK, f"rolled back: {problem}")
+
+    # --- operators -------------------------------------------------------------------------
+
+    async def _checkpoint(self, before: str) -> FailoverResult | None:
+        """Before each step up to the switch: wait while paused; end the run if aborted."""
+        await workflow.wait_condition(
+            lambda: self._paused_by is None or self._abort_reason is not None
+        )
+        if self._abort_reason is None:
+            return None
+        return self._finish(Outcome.ABORTED, f"aborted before {before} {self._abort_reason}")
+
+    async def _await_approval(self, cluster: ClusterConfig) -> str | None:
+        """Waits for `approve` (or `abort`); on timeout, proceeds or aborts as configured."""
+        async with self._steps.step("awaiting_approval"):
+            try:
+                await workflow.wait_condition(
+                    lambda: self._approved_by is not None or self._abort_reason is not None,
+                    timeout=timedelta(seconds=cluster.approval_timeout_seconds),
+                )
+            except TimeoutError:
+                waited = f"no approval within {cluster.approval_timeout_seconds:g} s"
+                if cluster.approval_on_timeout == "abort":
+                    return f"aborted: {waited} (approval_on_timeout: abort)"
+                self._approved_by = f"timeout ({waited}; approval_on_timeout: proceed)"
+        if self._abort_reason is not None:
+            return f"aborted {self._abort_reason}"
+        assert self._status is not None
+        self._status.approved_by = self._approved_by
+        return None
+
+    @workflow.update(name="approve")
+    async def approve(self, request: ApproveRequest) -> FailoverStatus:
+        self._approved_by = request.identity or "unknown"
+        return self.status()
+
+    @approve.validator
+    def _approve_allowed(self, request: ApproveRequest) -> None:
+        phase = self._status.phase if self._status else "starting"
+        if phase != "awaiting_approval":
+            raise ApplicationError(f"not awaiting approval (phase {phase})")
+
+    @workflow.update(name="abort")
+    async def abort(self, request: AbortRequest) -> FailoverStatus:
+        self._abort_reason = f"by {request.identity or 'unknown'}: {request.reason or '-'}"
+        return self.status()
+
+    @abort.validator
+    def _abort_allowed(self, request: AbortRequest) -> None:
+        if self._finished:
+            raise ApplicationError("the failover has finished")
+        if self._switch_started:
+            raise ApplicationError(
+                "abort after switch: use failback (the run finishes, or rolls back, by itself)"
+            )
+        if self._abort_reason is not None:
+            raise ApplicationError(f"already aborted {self._abort_reason}")
+
+    @workflow.update(name="pause")
+    async def pause(self, request: PauseRequest) -> FailoverStatus:
+        self._paused_by = f"{request.identity or 'unknown'}: {request.reason or '-'}"
+        assert self._status is not None
+        self._status.paused_by = self._paused_by
+        return self.status()
+
+    @pause.validator
+    def _pause_allowed(self, request: PauseRequest) -> None:
+        if self._finished or self._switch_started:
+            raise ApplicationError("too late to pause: traffic is already moving")
+        if self._paused_by is not None:
+            raise ApplicationError(f"already paused by {self._paused_by}")
+
+    @workflow.update(name="resume")
+    async def resume(self, request: PauseRequest) -> FailoverStatus:
+        self._paused_by = None
+        assert self._status is not None
+        self._status.paused_by = None
+        return self.status()
+
+    @resume.validator
+    def _resume_allowed(self, request: PauseRequest) -> None:
+        if self._paused_by is None:
+            raise ApplicationError("not paused")
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -331,6 +463,7 @@ class FailoverWorkflow:
             flushed=self._flushed,
             warnings=self._warnings,
             plan=plan,
+            approved_by=self._approved_by,
         )
 
     @workflow.query(name="status")

@@ -4,7 +4,7 @@ the step recorder that builds the timeline. Deterministic: no I/O, time from wor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -80,12 +80,20 @@ async def aws_activity(
 class StepRecorder:
     """Keeps the live status (for the `status` query) and the per-step timeline."""
 
-    def __init__(self, status: FailoverStatus) -> None:
+    def __init__(
+        self, status: FailoverStatus, on_phase: Callable[[str], None] | None = None
+    ) -> None:
         self.status = status
+        self.on_phase = on_phase
+
+    def phase(self, name: str) -> None:
+        self.status.phase = name
+        if self.on_phase is not None:
+            self.on_phase(name)
 
     @asynccontextmanager
     async def step(self, name: str) -> AsyncIterator[None]:
-        self.status.phase = name
+        self.phase(name)
         started = workflow.now()
         outcome = "failed"
         detail: str | None = None

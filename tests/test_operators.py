@@ -1,0 +1,171 @@
+"""What an operator sees and does at 3 a.m., on the real dev server: filterable search
+attributes, summaries and live details; approve, abort, pause; the approval timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from failover import visibility
+from failover.config import ClusterConfig, parse_config
+from failover.models import (
+    AbortRequest,
+    ApproveRequest,
+    FailoverResult,
+    FailoverStatus,
+    Outcome,
+    PauseRequest,
+)
+from failover.operations import failover_workflow_id, start_or_attach_failover
+from sandbox.aws_fault_proxy import FaultKind, FaultRule
+from sandbox.search_sim import FaultMode, NodeFault
+from sandbox.stack import PRIMARY_SIM
+from sandbox.waiting import wait_for
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.slow
+DEADLINE_S = 30.0
+
+
+def approving(stack: Stack, **settings: Any) -> ClusterConfig:
+    raw = stack.config.model_dump(mode="json")
+    raw["clusters"][0] |= {"require_approval": True, **settings}
+    return parse_config(raw).clusters[0]
+
+
+async def kill_primary(stack: Stack) -> None:
+    stack.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.DOWN))
+    await stack.fleet.clusters[PRIMARY_SIM].settle()
+
+
+async def start(stack: Stack, cluster: ClusterConfig) -> WorkflowHandle[Any, FailoverResult]:
+    return await start_or_attach_failover(
+        stack.client, cluster, task_queue=stack.task_queue, reason="es-red alarm"
+    )
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> FailoverStatus:
+    return await handle.query("status", result_type=FailoverStatus)
+
+
+async def wait_phase(handle: WorkflowHandle[Any, Any], phase: str) -> None:
+    async def reached() -> bool:
+        return (await status_of(handle)).phase == phase
+
+    await wait_for(reached, what=f"phase {phase}", timeout_s=DEADLINE_S)
+
+
+async def listed(stack: Stack, query: str) -> list[str]:
+    found: list[str] = []
+
+    async def some() -> bool:
+        found[:] = [w.id async for w in stack.client.list_workflows(query)]
+        return bool(found)
+
+    await wait_for(some, what=f"a run matching {query}", timeout_s=DEADLINE_S)
+    return found
+
+
+async def result_of(handle: WorkflowHandle[Any, FailoverResult]) -> FailoverResult:
+    async with asyncio.timeout(DEADLINE_S):
+        return await handle.result()
+
+
+async def test_awaiting_approval_is_filterable_and_abort_ends_it(stack: Stack) -> None:
+    cluster = approving(stack)
+    await kill_primary(stack)
+    handle = await start(stack, cluster)
+    await wait_phase(handle, "awaiting_approval")
+    name = cluster.name
+    query = f'FailoverCluster = "{name}" AND FailoverPhase = "awaiting_approval"'
+    assert await listed(stack, query) == [failover_workflow_id(name)]
+
+    status = await status_of(handle)  # answers mid-run
+    assert (status.from_side, status.to_side) == ("primary", "standby")
+    assert [s.name for s in status.steps] == ["snapshot", "confirm", "preflight"]
+    description = await handle.describe()
+    assert await description.static_summary() == f"{name}: primary ⇄ standby (manual: es-red alarm)"
+    details = await description.static_details()
+    assert details is not None and "operator approval" in details and "UPSERT" in details
+    attributes = description.typed_search_attributes
+    assert attributes.get(visibility.TRIGGER) == "manual"
+    assert attributes.get(visibility.CLUSTER) == name
+
+    accepted = await handle.execute_update(
+        "abort", AbortRequest(reason="x", identity="y"), result_type=FailoverStatus
+    )
+    assert accepted.phase == "awaiting_approval"  # nothing has moved: an abort is allowed
+    result = await result_of(handle)
+    assert result.result == Outcome.ABORTED and "by y: x" in result.reason
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+
+
+async def test_approve_records_who_and_the_result_is_filterable(stack: Stack) -> None:
+    cluster = approving(stack)
+    await kill_primary(stack)
+    handle = await start(stack, cluster)
+    await wait_phase(handle, "awaiting_approval")
+    await handle.execute_update(
+        "approve", ApproveRequest(identity="ops@example"), result_type=FailoverStatus
+    )
+    result = await result_of(handle)
+    assert result.result == Outcome.FAILED_OVER and result.approved_by == "ops@example"
+    assert [s.name for s in result.steps][:4] == [
+        "snapshot",
+        "confirm",
+        "preflight",
+        "awaiting_approval",
+    ]
+    query = f'FailoverCluster = "{cluster.name}" AND FailoverResult = "failed_over"'
+    assert await listed(stack, query) == [failover_workflow_id(cluster.name)]
+    with pytest.raises(RPCError, match="already completed"):
+        await handle.execute_update("approve", ApproveRequest(identity="late"))
+
+
+@pytest.mark.parametrize(("on_timeout", "outcome"), [("abort", Outcome.ABORTED),
+                                                     ("proceed", Outcome.FAILED_OVER)])  # fmt: skip
+async def test_approval_timeout(stack: Stack, on_timeout: str, outcome: Outcome) -> None:
+    cluster = approving(stack, approval_timeout_seconds=0.5, approval_on_timeout=on_timeout)
+    await kill_primary(stack)
+    result = await result_of(await start(stack, cluster))
+    assert result.result == outcome, result.reason
+    if on_timeout == "abort":
+        assert "no approval within 0.5 s" in result.reason
+        assert stack.record_values() == [stack.cluster.switch.primary_value]
+    else:
+        assert result.approved_by is not None and result.approved_by.startswith("timeout")
+
+
+async def test_abort_and_pause_are_refused_once_traffic_moves(stack: Stack) -> None:
+    await kill_primary(stack)
+    # Hold the run in its INSYNC wait: the record is already switched.
+    stack.proxy.add_rule(FaultRule(operation="GetChange", kind=FaultKind.PENDING, count=40))
+    handle = await start(stack, stack.cluster)
+    await wait_phase(handle, "wait")
+    for update, request in (("abort", AbortRequest()), ("pause", PauseRequest())):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(update, request)
+        message = str(getattr(refused.value.cause, "message", refused.value.cause))
+        assert ("abort after switch: use failback" if update == "abort" else "too late") in message
+    result = await result_of(handle)
+    assert result.result == Outcome.FAILED_OVER
+
+
+async def test_pause_holds_before_the_switch_until_resumed(stack: Stack) -> None:
+    cluster = approving(stack)
+    await kill_primary(stack)
+    handle = await start(stack, cluster)
+    await wait_phase(handle, "awaiting_approval")
+    await handle.execute_update("pause", PauseRequest(identity="ops", reason="checking"))
+    await handle.execute_update("approve", ApproveRequest(identity="ops"))
+    # Approved but paused: it waits before the switch.
+    status = await status_of(handle)
+    assert status.paused_by == "ops: checking"
+    assert stack.record_values() == [stack.cluster.switch.primary_value]
+    await handle.execute_update("resume", PauseRequest(identity="ops"))
+    assert (await result_of(handle)).result == Outcome.FAILED_OVER
+    assert stack.record_values() == [stack.cluster.switch.standby_value]
