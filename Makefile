@@ -15,11 +15,14 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # Real Redis and Varnish for the storefront in the sandbox (Debian packages; neither is
-# started as a service: the sandbox and the tests start their own on loopback ports).
+# started as a service: the sandbox and the tests start their own on loopback ports), and
+# docker-compose, with which tests/test_deploy.py validates docker-compose.yml.
 system-packages:
-	@if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/sbin/varnishd ]; then \
+	@if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/sbin/varnishd ] || \
+	    [ ! -x /usr/bin/docker-compose ]; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server varnish; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server varnish \
+	    docker-compose; \
 	fi
 
 demo: system-packages $(BIN)/.installed
