@@ -30,6 +30,7 @@ from activities.caches import CacheActivities
 from activities.control import FailoverControlActivities
 from activities.heartbeat import AutoHeartbeat
 from activities.nlb import NlbActivities
+from activities.notify import NotifyActivities
 from activities.reports import ReportActivities
 from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
@@ -110,6 +111,9 @@ def build_worker(
     watch = watch or ClusterWatchActivities()
     control = FailoverControlActivities(client)
     reports = ReportActivities(report_dir)
+    notify = NotifyActivities(
+        sns_factory=aws_client_factory(aws, "sns"), http_transport=probe_transport
+    )
     return Worker(
         client,
         task_queue=task_queue,
@@ -132,6 +136,7 @@ def build_worker(
             control.await_failover,
             control.drill_guardrail_facts,
             reports.write_drill_report,
+            notify.notify,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(

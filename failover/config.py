@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SNS_TOPIC_ARN_PATTERN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$"
 
 
 class StrictModel(BaseModel):
@@ -259,6 +260,17 @@ class DrillSettings(StrictModel):
         return zone
 
 
+class NotifySettings(StrictModel):
+    """Where phase changes and results go: an SNS topic, a Slack-compatible webhook, or both."""
+
+    sns_topic_arn: str | None = Field(default=None, pattern=SNS_TOPIC_ARN_PATTERN)
+    webhook_url_env: str | None = Field(
+        default=None,
+        pattern=ENV_VAR_PATTERN,
+        description="the environment variable holding the incoming-webhook URL (a secret)",
+    )
+
+
 class Route53Switch(StrictModel):
     """Traffic follows one Route 53 record that Magento's search hostname resolves through."""
 
@@ -423,6 +435,7 @@ class ClusterConfig(StrictModel):
     )
     approval_timeout_seconds: float = Field(default=900, gt=0, le=86400)
     approval_on_timeout: Literal["proceed", "abort"] = "abort"
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     drill: DrillSettings = Field(default_factory=DrillSettings)
 
     @field_validator("caches")
@@ -449,7 +462,7 @@ class AwsSettings(StrictModel):
     endpoint_url: AnyHttpUrl | None = None
 
 
-SNS_TOPIC_ARN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$"
+SNS_TOPIC_ARN = SNS_TOPIC_ARN_PATTERN
 # Where SNS serves its signing certificates (and SubscribeURLs): https on these hosts only.
 SNS_HOST_PATTERN = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")

@@ -291,6 +291,7 @@ class FailoverResult(BaseModel):
     steps: list[StepTiming]
     plan: FailoverPlan | None = None
     approved_by: str | None = None
+    notifications_failed: int = 0
 
     @property
     def seconds(self) -> float:
@@ -520,3 +521,20 @@ class DrillReport(BaseModel):
 class WriteReportInput(BaseModel):
     report: DrillReport
     directory: str | None = None
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+class Notification(BaseModel):
+    """One message to the cluster's channels: names and text only, never a secret."""
+
+    cluster: str
+    event: str
+    text: str
+    sns_topic_arn: str | None = None
+    webhook_url_env: str | None = None
+
+
+class NotificationSent(BaseModel):
+    channels: list[str] = Field(default_factory=list)

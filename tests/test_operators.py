@@ -4,9 +4,12 @@ attributes, summaries and live details; approve, abort, pause; the approval time
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import boto3
 import pytest
+from aiohttp import web
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -168,4 +171,82 @@ async def test_pause_holds_before_the_switch_until_resumed(stack: Stack) -> None
     assert stack.record_values() == [stack.cluster.switch.primary_value]
     await handle.execute_update("resume", PauseRequest(identity="ops"))
     assert (await result_of(handle)).result == Outcome.FAILED_OVER
+    assert stack.record_values() == [stack.cluster.switch.standby_value]
+
+
+# --- notifications --------------------------------------------------------------------------
+
+
+class Webhook:
+    """A Slack-compatible incoming webhook on loopback that keeps what it is sent."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.received: list[dict[str, Any]] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> Webhook:
+        async def hook(request: web.Request) -> web.Response:
+            self.received.append(await request.json())
+            return web.Response(status=self.status, text="ok")
+
+        app = web.Application()
+        app.router.add_post("/services/T000/B000/XXXX", hook)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/services/T000/B000/XXXX"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+def notifying(stack: Stack, topic_arn: str | None) -> ClusterConfig:
+    raw = stack.config.model_dump(mode="json")
+    raw["clusters"][0]["notify"] = {"sns_topic_arn": topic_arn, "webhook_url_env": "TEST_HOOK"}
+    return parse_config(raw).clusters[0]
+
+
+async def test_notifications_reach_the_webhook_and_sns(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sns = boto3.client("sns", endpoint_url=stack.moto_url, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=stack.moto_url, region_name="us-east-1")
+    topic = sns.create_topic(Name="search-failover-notifications")["TopicArn"]
+    queue = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    await kill_primary(stack)
+    async with Webhook() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        result = await result_of(await start(stack, notifying(stack, topic)))
+    assert result.result == Outcome.FAILED_OVER and result.notifications_failed == 0
+    texts = [m["text"] for m in hook.received]
+    assert texts[0].startswith(f"{stack.cluster.name}: moving traffic primary → standby")
+    assert texts[-1].startswith(f"{stack.cluster.name}: failed_over")
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    published = sorted(json.loads(m["Body"])["Subject"] for m in messages)
+    assert published == [
+        f"failover {stack.cluster.name}: result",
+        f"failover {stack.cluster.name}: switching",
+    ]
+
+
+async def test_a_failing_webhook_does_not_fail_the_failover(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await kill_primary(stack)
+    async with Webhook(status=500) as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        result = await result_of(await start(stack, notifying(stack, None)))
+    assert result.result == Outcome.FAILED_OVER
+    assert result.notifications_failed == 2  # "switching" and the result, each retried
+    assert len(hook.received) == 2 * 3
     assert stack.record_values() == [stack.cluster.switch.standby_value]

@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         FailoverStatus,
         FlushRequest,
         FlushResult,
+        Notification,
+        NotificationSent,
         Outcome,
         PauseRequest,
         ProbeSideInput,
@@ -44,6 +46,7 @@ from workflows.steps import HEARTBEAT_TIMEOUT, StepFailed, StepRecorder, failure
 from workflows.switchers import Snapshot, Switcher, make_switcher
 
 PROBE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 FLUSH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=4
 )
@@ -59,6 +62,8 @@ class FailoverWorkflow:
         self._switch_started = False
         self._finished = False
         self._visible = False
+        self._notifying: bool | None = None
+        self._notifications: list[asyncio.Future[NotificationSent]] = []
 
     @workflow.run
     async def run(self, request: FailoverRequest) -> FailoverResult:
@@ -81,6 +86,8 @@ class FailoverWorkflow:
         except StepFailed as failed:
             result = self._finish(Outcome.FAILED, str(failed))
         self._finished = True
+        self._notify("result", f"{result.result.value}: {result.reason}")
+        result.notifications_failed = await self._notifications_failed()
         if self._visible:
             workflow.upsert_search_attributes(
                 [
@@ -164,6 +171,7 @@ class FailoverWorkflow:
         if (aborted := await self._checkpoint("switch")) is not None:
             return aborted
         self._switch_started = True
+        self._notify("switching", f"moving traffic {active} → {target}: {request.reason}")
         refusal = await switcher.switch(active, target)
         if refusal is not None:
             return self._finish(Outcome.ABORTED, f"aborted: {refusal}")
@@ -186,6 +194,45 @@ class FailoverWorkflow:
         await self._flush_caches(cluster, "flush_after_rollback")
         return self._finish(Outcome.ROLLED_BACK, f"rolled back: {problem}")
 
+    # --- notifications -----------------------------------------------------------------------
+
+    def _notify(self, event: str, text: str) -> None:
+        """Sends in the background; the run never waits for, or fails on, a notification."""
+        request = self._request
+        channels = request.cluster.notify
+        if channels.sns_topic_arn is None and channels.webhook_url_env is None:
+            return
+        if self._notifying is None:
+            # Asked only where notifications are configured: older runs never had any.
+            self._notifying = workflow.patched("notify")
+        if not self._notifying:
+            return
+        self._notifications.append(
+            workflow.start_activity(
+                "notify",
+                Notification(
+                    cluster=request.cluster.name,
+                    event=event,
+                    text=f"{request.cluster.name}: {text}",
+                    sns_topic_arn=channels.sns_topic_arn,
+                    webhook_url_env=channels.webhook_url_env,
+                ),
+                result_type=NotificationSent,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {event}",
+            )
+        )
+
+    async def _notifications_failed(self) -> int:
+        failed = 0
+        for outcome in await asyncio.gather(*self._notifications, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                failed += 1
+                why = failure_reason(outcome) if isinstance(outcome, ActivityError) else outcome
+                workflow.logger.warning("notification failed: %s", why)
+        return failed
+
     # --- operators -------------------------------------------------------------------------
 
     async def _checkpoint(self, before: str) -> FailoverResult | None:
@@ -199,6 +246,11 @@ class FailoverWorkflow:
 
     async def _await_approval(self, cluster: ClusterConfig) -> str | None:
         """Waits for `approve` (or `abort`); on timeout, proceeds or aborts as configured."""
+        self._notify(
+            "awaiting approval",
+            f"waiting for approval up to {cluster.approval_timeout_seconds:g} s "
+            f"(then {cluster.approval_on_timeout}): `failover approve {cluster.name}`",
+        )
         async with self._steps.step("awaiting_approval"):
             try:
                 await workflow.wait_condition(
