@@ -36,7 +36,7 @@ from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
 from activities.watch import ClusterWatchActivities
-from failover import visibility
+from failover import metrics, visibility
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
 from failover.operations import ensure_monitors
 from failover.receiver import check_receiver_config, serve_receiver
@@ -324,6 +324,13 @@ def main(
     receiver: Annotated[
         bool, typer.Option(help="also run the alarm receiver (the config's receiver section)")
     ] = False,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FAILOVER_METRICS_ADDRESS",
+            help="serve Prometheus metrics (the SDK's and ours) at HOST:PORT /metrics",
+        ),
+    ] = None,
 ) -> None:
     """Run the failover worker until SIGINT/SIGTERM."""
     app_config = None
@@ -341,6 +348,9 @@ def main(
         _exit(2)
     if receiver:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if metrics_address is not None:
+        metrics.serve_prometheus(metrics_address)
+        print(f"metrics at http://{metrics_address}/metrics", flush=True)
     asyncio.run(
         serve(
             app_config,

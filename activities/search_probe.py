@@ -22,6 +22,7 @@ from botocore.session import Session as BotocoreSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from failover import metrics
 from failover.config import BasicAuth, ClusterSide, SigV4Auth, TlsSettings
 from failover.models import NodeProbe, ProbeSideInput, SideProbe
 
@@ -220,5 +221,18 @@ class SearchProbeActivities:
         ) as client:
             probes = await asyncio.gather(
                 *(probe_node(client, str(node), request.timeout_seconds) for node in settings.nodes)
+            )
+        counter = activity.metric_meter().create_counter(
+            metrics.PROBES, "search node probes by the failover and drills"
+        )
+        for probe in probes:
+            answered = probe.error is None and probe.http_status == 200
+            counter.add(
+                1,
+                {
+                    "cluster": request.cluster,
+                    "side": request.side,
+                    "outcome": "answered" if answered else "failed",
+                },
             )
         return SideProbe(cluster=request.cluster, side=request.side, nodes=list(probes))

@@ -38,8 +38,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
+from failover import metrics
 from failover.alarms import (
     NOT_ACTIONABLE,
     UNMAPPED,
@@ -175,6 +177,9 @@ class AlarmReceiver:
         self.secrets = secrets
         self.gate = TemporalGate(connect)
         self.counters = ReceiverCounters()
+        self._alarm_counter = Runtime.default().metric_meter.create_counter(
+            metrics.ALARMS, "alarm deliveries by endpoint and answer"
+        )
         self.sns: SnsVerifier | None = None
         if self.settings.sns is not None:
             self.sns = SnsVerifier(
@@ -216,6 +221,7 @@ class AlarmReceiver:
                 answer = await self._alertmanager(request, body)
         except Rejected as rejected:
             self.counters.count(rejected.status)
+            self._alarm_counter.add(1, {"endpoint": endpoint, "status": str(rejected.status)})
             log.warning(
                 "alarm rejected: endpoint=%s peer=%s status=%d reason=%s",
                 endpoint,
@@ -229,6 +235,7 @@ class AlarmReceiver:
                 headers=rejected.headers,
             )
         self.counters.count(answer.status)
+        self._alarm_counter.add(1, {"endpoint": endpoint, "status": str(answer.status)})
         log.info(
             "alarm %s: endpoint=%s peer=%s %s",
             answer.body.get("status"),

@@ -366,3 +366,58 @@ def test_drill_commands_end_to_end(
     finally:
         code = stop(worker)
     assert code == 0, worker_log.read_text()
+
+
+def test_worker_metrics_after_a_failover(
+    sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
+) -> None:
+    """`/metrics` on the worker: the SDK's own and ours (results, step durations, probes)."""
+    address = f"127.0.0.1:{free_port()}"
+    worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                ROOT / "worker.py",
+                "--config",
+                sandbox["config_path"],
+                "--no-monitors",
+                "--metrics-address",
+                address,
+            ],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    try:
+        wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker")
+        assert cli(env, "sandbox", "fault", "es-primary", "all", "down").returncode == 0
+        assert cli(env, "trigger", "catalog-search").returncode == 0
+
+        def finished() -> bool:
+            state = json_of(cli(env, "status", "catalog-search", "--json"))
+            return "result" in state
+
+        wait_until(finished, "the failover to finish")
+
+        def scraped() -> str | None:
+            text = httpx.get(f"http://{address}/metrics").text
+            return text if "failover_results" in text else None
+
+        text = wait_until(scraped, "our metrics on /metrics")
+    finally:
+        code = stop(worker)
+    assert code == 0, worker_log.read_text()
+    lines = text.splitlines()
+    [result] = [line for line in lines if line.startswith("failover_results{")]
+    assert 'cluster="catalog-search"' in result and 'result="failed_over"' in result
+    assert result.endswith(" 1")
+    assert any(
+        line.startswith("failover_step_seconds_count{") and 'step="switch"' in line
+        for line in lines
+    )
+    assert any(line.startswith("search_probes{") and 'outcome="failed"' in line for line in lines)
+    assert any(line.startswith("temporal_workflow_completed") for line in lines)  # the SDK's

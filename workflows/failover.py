@@ -17,7 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from failover import decisions, visibility
+    from failover import decisions, metrics, visibility
     from failover.config import ClusterConfig, SsmCache, VarnishCache
     from failover.models import (
         AbortRequest,
@@ -88,6 +88,15 @@ class FailoverWorkflow:
         self._finished = True
         self._notify("result", f"{result.result.value}: {result.reason}")
         result.notifications_failed = await self._notifications_failed()
+        meter = workflow.metric_meter()
+        labels = {"cluster": result.cluster, "trigger": result.trigger}
+        meter.create_counter(metrics.FAILOVER_RESULTS, "failover runs by result").add(
+            1, labels | {"result": result.result.value}
+        )
+        if result.notifications_failed:
+            meter.create_counter(
+                metrics.NOTIFICATIONS_FAILED, "notifications that failed for good"
+            ).add(result.notifications_failed, labels)
         if self._visible:
             workflow.upsert_search_attributes(
                 [

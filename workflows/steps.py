@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from failover import metrics
     from failover.models import FailoverStatus, StepTiming
 
 # Transient AWS trouble (throttling, 5xx) is retried with backoff for a few minutes;
@@ -105,6 +106,9 @@ class StepRecorder:
             raise
         finally:
             seconds = (workflow.now() - started).total_seconds()
+            workflow.metric_meter().create_histogram_float(
+                metrics.STEP_SECONDS, "duration of each failover and drill step", "s"
+            ).record(seconds, {"cluster": self.status.cluster, "step": name, "outcome": outcome})
             self.status.steps.append(
                 StepTiming(
                     name=name, started_at=started, seconds=seconds, outcome=outcome, detail=detail
