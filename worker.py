@@ -36,7 +36,7 @@ from activities.route53 import Route53Activities
 from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
 from activities.watch import ClusterWatchActivities
-from failover import metrics, visibility
+from failover import logs, metrics, visibility
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
 from failover.operations import ensure_monitors
 from failover.receiver import check_receiver_config, serve_receiver
@@ -61,6 +61,7 @@ STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 # Each monitored cluster's watch holds an activity slot for as long as it runs (up to an
 # hour); the SDK's default of 100 slots would leave no room for a failover's steps from
 # about 100 clusters on. A watch is a coroutine, so slots are cheap.
+log = logging.getLogger("failover.worker")
 ACTIVITY_SLOTS = 2000
 # Heartbeats reach the server at least this often whatever the heartbeat timeout (the SDK
 # would wait 80% of it, 8 s for a watch): a cancelled watch stops within a second, and its
@@ -219,9 +220,9 @@ async def keep_monitors_running(client: Client, config: AppConfig) -> None:
             if status != WorkflowExecutionStatus.RUNNING:
                 try:
                     await ensure_monitor(client, cluster, task_queue=config.task_queue)
-                    print(f"monitor restarted: {handle.id} (was {status})", flush=True)
+                    log.info("monitor restarted: %s (was %s)", handle.id, status)
                 except RPCError as exc:
-                    print(f"monitor {handle.id} not restarted: {exc.message}", flush=True)
+                    log.warning("monitor %s not restarted: %s", handle.id, exc.message)
 
 
 async def serve(
@@ -243,13 +244,13 @@ async def serve(
         server = EmbeddedTemporalServer(directory, port=port, ui_port=ui_port)
         client = await server.start()
         endpoint = server.endpoint
-        print(f"embedded Temporal dev server at {endpoint.address}, log in {server.log_path}")
+        log.info("embedded Temporal dev server at %s, log in %s", endpoint.address, server.log_path)
     else:
         client = await connect(endpoint)
     # Filterable runs in the Web UI; a server that refuses them still fails over.
     missing = await visibility.register(client)
     if missing:
-        print(f"search attributes not registered: {', '.join(missing)}", flush=True)
+        log.warning("search attributes not registered: %s", ", ".join(missing))
     if vantage is not None:
         worker = build_vantage_worker(client, task_queue=vantage, local_address=source_address)
         _announce(endpoint, vantage)
@@ -265,7 +266,7 @@ async def serve(
     async def start_monitors() -> None:
         if config is not None and monitors and vantage is None:
             for workflow_id in await ensure_monitors(client, config):
-                print(f"monitor running: {workflow_id}", flush=True)
+                log.info("monitor running: %s", workflow_id)
             background.append(asyncio.create_task(keep_monitors_running(client, config)))
         if receiver and config is not None:
             background.append(
@@ -286,7 +287,7 @@ async def serve(
             task.cancel()
         if server is not None:
             server.stop()
-    print("worker stopped", flush=True)
+    log.info("worker stopped")
 
 
 def _same(client: Client) -> Callable[[], Awaitable[Client]]:
@@ -297,9 +298,11 @@ def _same(client: Client) -> Callable[[], Awaitable[Client]]:
 
 
 def _announce(endpoint: TemporalEndpoint, task_queue: str) -> None:
-    print(f"worker polling task queue {task_queue!r} on {endpoint.address}/{endpoint.namespace}")
+    log.info(
+        "worker polling task queue %r on %s/%s", task_queue, endpoint.address, endpoint.namespace
+    )
     if endpoint.ui_url:
-        print(f"Temporal Web UI: {endpoint.ui_url}/namespaces/{endpoint.namespace}/workflows")
+        log.info("Temporal Web UI: %s/namespaces/%s/workflows", endpoint.ui_url, endpoint.namespace)
     sys.stdout.flush()
 
 
@@ -324,6 +327,13 @@ def main(
     receiver: Annotated[
         bool, typer.Option(help="also run the alarm receiver (the config's receiver section)")
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="FAILOVER_LOG_FORMAT",
+            help="text, or json: one object per line, with cluster and workflow_id",
+        ),
+    ] = "text",
     metrics_address: Annotated[
         str | None,
         typer.Option(
@@ -346,11 +356,13 @@ def main(
     elif receiver:
         print("config error: --receiver needs --config with a receiver section", file=sys.stderr)
         _exit(2)
-    if receiver:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if log_format not in ("text", "json"):
+        print(f"error: --log-format must be text or json, not {log_format!r}", file=sys.stderr)
+        _exit(2)
+    logs.configure(log_format)  # type: ignore[arg-type]
     if metrics_address is not None:
         metrics.serve_prometheus(metrics_address)
-        print(f"metrics at http://{metrics_address}/metrics", flush=True)
+        log.info("metrics at http://%s/metrics", metrics_address)
     asyncio.run(
         serve(
             app_config,

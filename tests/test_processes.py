@@ -368,7 +368,7 @@ def test_drill_commands_end_to_end(
     assert code == 0, worker_log.read_text()
 
 
-def test_worker_metrics_after_a_failover(
+def test_worker_metrics_and_json_logs_after_a_failover(
     sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
 ) -> None:
     """`/metrics` on the worker: the SDK's own and ours (results, step durations, probes)."""
@@ -385,6 +385,8 @@ def test_worker_metrics_after_a_failover(
                 "--no-monitors",
                 "--metrics-address",
                 address,
+                "--log-format",
+                "json",
             ],
             env=worker_env,
             stdout=log,
@@ -421,3 +423,9 @@ def test_worker_metrics_after_a_failover(
     )
     assert any(line.startswith("search_probes{") and 'outcome="failed"' in line for line in lines)
     assert any(line.startswith("temporal_workflow_completed") for line in lines)  # the SDK's
+    # --log-format json: one object a line; a run's lines carry its workflow id and cluster.
+    records = [json.loads(line) for line in worker_log.read_text().splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    runs = [r for r in records if r.get("workflow_id") == "failover-catalog-search"]
+    assert runs and all(r["cluster"] == "catalog-search" for r in runs)
+    assert any("failed_over" in r["message"] for r in runs)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from failover import alarms, decisions, sns
+from failover import alarms, decisions, logs, sns
 from failover.config import ConfigError, ReceiverSettings, SnsSettings, parse_config
 from failover.models import ClusterWatch, SideWatch
 from failover.receiver import ReceiverSecrets
@@ -338,3 +338,22 @@ def test_missing_secrets_are_named_and_values_never_shown() -> None:
     secrets = ReceiverSecrets.from_env(settings, {"EB_SECRET": "s3cret", "AM_PASSWORD": "pw"})
     assert secrets.alertmanager_basic == b"am:pw"
     assert "s3cret" not in repr(secrets) and "pw" not in repr(secrets)
+
+
+# --- log context -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("workflow_id", "cluster"),
+    [
+        ("failover-catalog-search", "catalog-search"),
+        ("monitor-catalog-search", "catalog-search"),
+        ("drill-catalog-search-20261126T152348Z", "catalog-search"),
+        ("drill-catalog-search-2026-11-26T15:34:17Z", "catalog-search"),
+        ("plan-catalog-search-1a2b3c4d", "catalog-search"),
+        ("plan-catalog-search-standby-1a2b3c4d", "catalog-search"),
+        ("something-else", None),
+    ],
+)
+def test_log_lines_name_the_cluster_of_their_run(workflow_id: str, cluster: str | None) -> None:
+    assert logs.cluster_of(workflow_id) == cluster
