@@ -14,12 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 
 from failover import visibility
 
@@ -115,9 +117,35 @@ def find_endpoint() -> TemporalEndpoint:
     return endpoint
 
 
+def tls_from_env(env: Mapping[str, str] = os.environ) -> TLSConfig | bool:
+    """mTLS from TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY (file paths), a private CA from
+    TEMPORAL_TLS_CA, or plain server TLS with TEMPORAL_TLS=true (Temporal Cloud with an API
+    key). Paths only: the key material stays in its files."""
+    cert, key, ca = (env.get(f"TEMPORAL_TLS_{name}") for name in ("CERT", "KEY", "CA"))
+    if bool(cert) != bool(key):
+        raise RuntimeError("set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY, or neither")
+    if cert or ca:
+        return TLSConfig(
+            client_cert=Path(cert).read_bytes() if cert else None,
+            client_private_key=Path(key).read_bytes() if key else None,
+            server_root_ca_cert=Path(ca).read_bytes() if ca else None,
+            domain=env.get("TEMPORAL_TLS_SERVER_NAME") or None,
+        )
+    return env.get("TEMPORAL_TLS", "").lower() == "true"
+
+
 async def connect(endpoint: TemporalEndpoint) -> Client:
+    """The embedded server in plain text; a configured one with TLS and an API key (from
+    TEMPORAL_API_KEY) when the environment says so."""
+    configured = endpoint == configured_endpoint()
+    api_key = os.environ.get("TEMPORAL_API_KEY") or None if configured else None
+    tls = tls_from_env() if configured else False
     return await Client.connect(
-        endpoint.address, namespace=endpoint.namespace, data_converter=pydantic_data_converter
+        endpoint.address,
+        namespace=endpoint.namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls if tls or not api_key else True,
+        api_key=api_key,
     )
 
 

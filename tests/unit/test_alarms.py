@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -357,3 +358,23 @@ def test_missing_secrets_are_named_and_values_never_shown() -> None:
 )
 def test_log_lines_name_the_cluster_of_their_run(workflow_id: str, cluster: str | None) -> None:
     assert logs.cluster_of(workflow_id) == cluster
+
+
+# --- connecting to a real Temporal ----------------------------------------------------------
+
+
+def test_temporal_tls_from_the_environment(tmp_path: Path) -> None:
+    from temporalio.service import TLSConfig
+
+    from failover.temporal import tls_from_env
+
+    assert tls_from_env({}) is False
+    assert tls_from_env({"TEMPORAL_TLS": "true"}) is True
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_bytes(b"CERT")
+    key.write_bytes(b"KEY")
+    tls = tls_from_env({"TEMPORAL_TLS_CERT": str(cert), "TEMPORAL_TLS_KEY": str(key)})
+    assert isinstance(tls, TLSConfig)
+    assert (tls.client_cert, tls.client_private_key) == (b"CERT", b"KEY")
+    with pytest.raises(RuntimeError, match="both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY"):
+        tls_from_env({"TEMPORAL_TLS_CERT": str(cert)})
