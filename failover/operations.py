@@ -23,7 +23,11 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from failover import visibility
@@ -402,6 +406,7 @@ def _drill_schedule(
     every: timedelta | None,
     paused: bool,
     hold_seconds: float | None,
+    attributes: TypedSearchAttributes | None,
 ) -> Schedule:
     if (cron is None) == (every is None):
         raise ValueError("give exactly one of a cron expression or an interval")
@@ -417,6 +422,8 @@ def _drill_schedule(
             # Temporal adds the scheduled time: drill-<cluster>-<time>.
             id=drill_schedule_id(cluster.name),
             task_queue=task_queue,
+            static_summary=f"{cluster.name}: scheduled failover drill",
+            typed_search_attributes=attributes or TypedSearchAttributes.empty,
         ),
         spec=spec,
         # A drill still running when the next one is due: the next one is skipped.
@@ -438,22 +445,29 @@ async def schedule_drill(
     hold_seconds: float | None = None,
 ) -> ScheduleHandle:
     """Creates `drill-<cluster>`, or replaces its spec and action if it exists."""
-    schedule = _drill_schedule(
-        cluster,
-        task_queue=task_queue,
-        cron=cron,
-        every=every,
-        paused=paused,
-        hold_seconds=hold_seconds,
-    )
     schedule_id = drill_schedule_id(cluster.name)
-    try:
-        return await client.create_schedule(schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(schedule_id)
 
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
+    async def create(attributes: TypedSearchAttributes | None) -> ScheduleHandle:
+        schedule = _drill_schedule(
+            cluster,
+            task_queue=task_queue,
+            cron=cron,
+            every=every,
+            paused=paused,
+            hold_seconds=hold_seconds,
+            attributes=attributes,
+        )
+        try:
+            return await client.create_schedule(schedule_id, schedule)
+        except ScheduleAlreadyRunningError:
+            handle = client.get_schedule_handle(schedule_id)
 
-        await handle.update(replace)
-        return handle
+            def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=schedule)
+
+            await handle.update(replace)
+            return handle
+
+    return await visibility.start_with_fallback(
+        create, visibility.attributes(cluster.name, trigger="drill")
+    )

@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
-from failover import decisions
+from failover import decisions, visibility
 from failover.config import AppConfig, ClusterConfig, parse_config
 from failover.models import DrillReport, FailoverResult, FailoverStatus, Outcome
 from failover.operations import (
@@ -240,10 +240,15 @@ async def test_a_schedule_triggers_a_drill(stack: Stack, tmp_path: Path) -> None
             return bool(found)
 
         await wait_for(drill_done, what="the scheduled drill to finish", timeout_s=DEADLINE_S)
-        report: DrillReport = await stack.client.get_workflow_handle(
-            found[0], result_type=DrillReport
-        ).result()
+        drill = stack.client.get_workflow_handle(found[0], result_type=DrillReport)
+        report: DrillReport = await drill.result()
         assert report.verdict == "pass", report.reason
+        # Scheduled runs are as visible as the others: summary and search attributes.
+        description = await drill.describe()
+        assert await description.static_summary() == f"{cluster.name}: scheduled failover drill"
+        attributes = description.typed_search_attributes
+        assert attributes.get(visibility.CLUSTER) == cluster.name
+        assert attributes.get(visibility.RESULT) == "pass"
     finally:
         await schedule.delete()
 
