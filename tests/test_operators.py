@@ -209,6 +209,8 @@ class Webhook:
 def notifying(stack: Stack, topic_arn: str | None) -> ClusterConfig:
     raw = stack.config.model_dump(mode="json")
     raw["clusters"][0]["notify"] = {"sns_topic_arn": topic_arn, "webhook_url_env": "TEST_HOOK"}
+    # Notification retries run beside the probes: room for a busy machine.
+    raw["clusters"][0]["probe"]["timeout_seconds"] = 2.0
     return parse_config(raw).clusters[0]
 
 
@@ -227,7 +229,8 @@ async def test_notifications_reach_the_webhook_and_sns(
     async with Webhook() as hook:
         monkeypatch.setenv("TEST_HOOK", hook.url)
         result = await result_of(await start(stack, notifying(stack, topic)))
-    assert result.result == Outcome.FAILED_OVER and result.notifications_failed == 0
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert result.notifications_failed == 0
     texts = [m["text"] for m in hook.received]
     assert texts[0].startswith(f"{stack.cluster.name}: moving traffic primary → standby")
     assert texts[-1].startswith(f"{stack.cluster.name}: failed_over")
@@ -246,7 +249,7 @@ async def test_a_failing_webhook_does_not_fail_the_failover(
     async with Webhook(status=500) as hook:
         monkeypatch.setenv("TEST_HOOK", hook.url)
         result = await result_of(await start(stack, notifying(stack, None)))
-    assert result.result == Outcome.FAILED_OVER
+    assert result.result == Outcome.FAILED_OVER, result.reason
     assert result.notifications_failed == 2  # "switching" and the result, each retried
     assert len(hook.received) == 2 * 3
     assert stack.record_values() == [stack.cluster.switch.standby_value]
