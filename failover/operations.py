@@ -75,21 +75,39 @@ async def start_or_attach_failover(
     request = FailoverRequest(
         cluster=cluster, reason=reason, trigger=trigger, confirmation=confirmation
     )
+    return await _start_failover_run(
+        client,
+        request,
+        task_queue=task_queue,
+        conflict=WorkflowIDConflictPolicy.USE_EXISTING,
+        rpc_timeout=rpc_timeout,
+    )
+
+
+async def _start_failover_run(
+    client: Client,
+    request: FailoverRequest,
+    *,
+    task_queue: str,
+    conflict: WorkflowIDConflictPolicy,
+    rpc_timeout: timedelta | None = None,
+) -> WorkflowHandle[Any, FailoverResult]:
+    """`failover-<cluster>`, with its summary, plan and search attributes."""
     return await visibility.start_with_fallback(
         lambda attributes: client.start_workflow(
             FAILOVER_WORKFLOW,
             request,
-            id=failover_workflow_id(cluster.name),
+            id=failover_workflow_id(request.cluster.name),
             task_queue=task_queue,
             result_type=FailoverResult,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=conflict,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=failover_summary(request),
             static_details=failover_details(request),
             search_attributes=attributes,
             rpc_timeout=rpc_timeout,
         ),
-        visibility.attributes(cluster.name, trigger=trigger),
+        visibility.attributes(request.cluster.name, trigger=request.trigger),
     )
 
 
@@ -317,20 +335,8 @@ async def start_failback(
         to_side="primary",
         skip_confirmation=True,
     )
-    return await visibility.start_with_fallback(
-        lambda attributes: client.start_workflow(
-            FAILOVER_WORKFLOW,
-            request,
-            id=failover_workflow_id(cluster.name),
-            task_queue=task_queue,
-            result_type=FailoverResult,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=failover_summary(request),
-            static_details=failover_details(request),
-            search_attributes=attributes,
-        ),
-        visibility.attributes(cluster.name, trigger="failback"),
+    return await _start_failover_run(
+        client, request, task_queue=task_queue, conflict=WorkflowIDConflictPolicy.FAIL
     )
 
 

@@ -32,18 +32,21 @@ with workflow.unsafe.imports_passed_through():
         GuardrailFacts,
         GuardrailRequest,
         Outcome,
-        ProbeSideInput,
         ReportFiles,
         Side,
-        SideProbe,
         StorefrontLoopInput,
         StorefrontRequest,
         StorefrontTally,
         WriteReportInput,
     )
 
-from workflows.failover import PROBE_RETRY
-from workflows.steps import HEARTBEAT_TIMEOUT, StepRecorder, failure_reason
+from workflows.steps import (
+    HEARTBEAT_TIMEOUT,
+    PROBE_RETRY,
+    StepRecorder,
+    failure_reason,
+    probe_side,
+)
 
 SWITCHED_OVER = (Outcome.FAILED_OVER, Outcome.FAILED_OVER_WITH_WARNINGS)
 FAILOVER_TIMEOUT = timedelta(hours=2)
@@ -282,25 +285,7 @@ class DrillWorkflow:
         )
 
     async def _probe(self, cluster: ClusterConfig, side: Side) -> dict[str, str | None]:
-        settings = cluster.primary if side == "primary" else cluster.standby
-        timeout = cluster.probe.timeout_seconds
-        probe: SideProbe = await workflow.execute_activity(
-            "probe_side",
-            ProbeSideInput(
-                cluster=cluster.name, side=side, settings=settings, timeout_seconds=timeout
-            ),
-            result_type=SideProbe,
-            start_to_close_timeout=timedelta(seconds=timeout * 2 + 5),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=PROBE_RETRY,
-            summary=f"probe {side} {cluster.name}",
-        )
-        return decisions.node_problems(
-            probe.nodes,
-            expected_cluster_name=settings.expected_cluster_name,
-            expected_cluster_uuid=settings.expected_cluster_uuid,
-            yellow_policy=cluster.probe.yellow_policy,
-        )
+        return await probe_side(cluster, side)
 
     # --- the report --------------------------------------------------------------------------
 

@@ -33,19 +33,23 @@ with workflow.unsafe.imports_passed_through():
         NotificationSent,
         Outcome,
         PauseRequest,
-        ProbeSideInput,
         RecordSnapshot,
         SearchPathRequest,
         Side,
-        SideProbe,
         StorefrontRequest,
         other_side,
     )
 
-from workflows.steps import HEARTBEAT_TIMEOUT, StepFailed, StepRecorder, failure_reason
+from workflows.steps import (
+    HEARTBEAT_TIMEOUT,
+    PROBE_RETRY,
+    StepFailed,
+    StepRecorder,
+    failure_reason,
+    probe_side,
+)
 from workflows.switchers import Snapshot, Switcher, make_switcher
 
-PROBE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 FLUSH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=4
@@ -448,25 +452,7 @@ class FailoverWorkflow:
     # --- activity calls --------------------------------------------------------------------
 
     async def _probe(self, cluster: ClusterConfig, side: Side) -> dict[str, str | None]:
-        settings = cluster.primary if side == "primary" else cluster.standby
-        timeout = cluster.probe.timeout_seconds
-        probe: SideProbe = await workflow.execute_activity(
-            "probe_side",
-            ProbeSideInput(
-                cluster=cluster.name, side=side, settings=settings, timeout_seconds=timeout
-            ),
-            result_type=SideProbe,
-            start_to_close_timeout=timedelta(seconds=timeout * 2 + 5),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=PROBE_RETRY,
-            summary=f"probe {side} {cluster.name}",
-        )
-        return decisions.node_problems(
-            probe.nodes,
-            expected_cluster_name=settings.expected_cluster_name,
-            expected_cluster_uuid=settings.expected_cluster_uuid,
-            yellow_policy=cluster.probe.yellow_policy,
-        )
+        return await probe_side(cluster, side)
 
     async def _check(
         self, activity: str, request: object, timeout_seconds: float, summary: str

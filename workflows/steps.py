@@ -14,8 +14,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from failover import metrics
-    from failover.models import FailoverStatus, StepTiming
+    from failover import decisions, metrics
+    from failover.config import ClusterConfig
+    from failover.models import FailoverStatus, ProbeSideInput, Side, SideProbe, StepTiming
 
 # Transient AWS trouble (throttling, 5xx) is retried with backoff for a few minutes;
 # permanent errors are raised non-retryable by the activities and end the run at once.
@@ -128,3 +129,27 @@ class StepRecorder:
         if steps and steps[-1].name == name:
             steps[-1].outcome = outcome  # type: ignore[assignment]
             steps[-1].detail = detail
+
+
+PROBE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
+
+
+async def probe_side(cluster: ClusterConfig, side: Side) -> dict[str, str | None]:
+    """Probes every node of one side; returns each node's problem, or None where healthy."""
+    settings = cluster.primary if side == "primary" else cluster.standby
+    timeout = cluster.probe.timeout_seconds
+    probe: SideProbe = await workflow.execute_activity(
+        "probe_side",
+        ProbeSideInput(cluster=cluster.name, side=side, settings=settings, timeout_seconds=timeout),
+        result_type=SideProbe,
+        start_to_close_timeout=timedelta(seconds=timeout * 2 + 5),
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        retry_policy=PROBE_RETRY,
+        summary=f"probe {side} {cluster.name}",
+    )
+    return decisions.node_problems(
+        probe.nodes,
+        expected_cluster_name=settings.expected_cluster_name,
+        expected_cluster_uuid=settings.expected_cluster_uuid,
+        yellow_policy=cluster.probe.yellow_policy,
+    )
