@@ -222,8 +222,6 @@ class SearchProbeActivities:
             probes = await asyncio.gather(
                 *(probe_node(client, str(node), request.timeout_seconds) for node in settings.nodes)
             )
-        if not activity.in_activity():  # called directly (tests, tools): nothing to count
-            return SideProbe(cluster=request.cluster, side=request.side, nodes=list(probes))
         counter = activity.metric_meter().create_counter(
             metrics.PROBES, "search node probes by the failover and drills"
         )

@@ -38,7 +38,6 @@ from failover.alarms import (
     from_sns_message,
 )
 from failover.config import AppConfig, load_config
-from failover.models import AlarmNotice
 from failover.operations import deliver_alarm
 
 log = logging.getLogger("failover.lambda")
@@ -85,7 +84,7 @@ async def forward(
             outcomes.append(f"{change.name}: ignored ({why})")
             continue
         client = client or await connect()
-        notice = AlarmNotice(**{**change.notice.model_dump(), "source": "lambda"})
+        notice = change.notice.model_copy(update={"source": "lambda"})
         done = await deliver_alarm(client, config, cluster, notice)
         outcomes.append(f"{change.name}: {done}")
     return outcomes

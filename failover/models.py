@@ -270,11 +270,6 @@ class FailoverStatus(BaseModel):
     approved_by: str | None = None
 
 
-class ApproveRequest(BaseModel):
-    identity: str = ""
-    reason: str = ""
-
-
 class FailoverResult(BaseModel):
     result: Outcome
     flushed: list[FlushResult] = Field(default_factory=list)
@@ -430,9 +425,15 @@ class MonitorStatus(BaseModel):
     state: MonitorState
 
 
-class PauseRequest(BaseModel):
+class OperatorRequest(BaseModel):
+    """Who asks, and why: the argument of every operator update (pause, resume, approve,
+    abort), kept in the workflow's history and its result."""
+
     reason: str = ""
     identity: str = ""
+
+
+PauseRequest = ApproveRequest = AbortRequest = OperatorRequest
 
 
 class StartFailoverInput(BaseModel):
@@ -460,11 +461,6 @@ class DrillRequest(BaseModel):
     reason: str = "drill"
     dry_run: bool = False
     hold_seconds: float | None = Field(default=None, ge=0)
-
-
-class AbortRequest(BaseModel):
-    reason: str = ""
-    identity: str = ""
 
 
 class GuardrailRequest(BaseModel):

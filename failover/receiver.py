@@ -72,6 +72,7 @@ CONTENT_TYPES: dict[Endpoint, tuple[str, ...]] = {
 # EventBridge retries an API destination for up to 24 h with the same event id.
 EVENT_ID_MEMORY = timedelta(hours=24)
 RETRY_AFTER_SECONDS = 5
+STARTUP_SECONDS = 10.0
 
 # Stable reason prefixes.
 RATE_LIMITED = "rate limited"
@@ -592,10 +593,14 @@ async def running_receiver(
     """The receiver serving in this event loop until the block ends."""
     server = receiver_server(receiver, host=host, port=port)
     serving = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + STARTUP_SECONDS
     while not server.started:
         if serving.done():
             await serving  # raises why it could not start (e.g. the port is taken)
             raise RuntimeError("the alarm receiver stopped before it started")
+        if asyncio.get_running_loop().time() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the alarm receiver did not start within {STARTUP_SECONDS:g} s")
         await asyncio.sleep(0.01)
     try:
         yield server

@@ -137,10 +137,12 @@ def check_sns_url(url: str, host_pattern: str) -> str | None:
 
 def check_cert_url(url: str, host_pattern: str) -> str | None:
     problem = check_sns_url(url, host_pattern)
-    if problem is None and not urlsplit(url).path.endswith(".pem"):
-        problem = "path is not a .pem certificate"
-    if problem is None and (urlsplit(url).query or urlsplit(url).fragment):
-        problem = "query or fragment in a certificate URL"
+    if problem is None:
+        parts = urlsplit(url)
+        if not parts.path.endswith(".pem"):
+            problem = "path is not a .pem certificate"
+        elif parts.query or parts.fragment:
+            problem = "query or fragment in a certificate URL"
     return None if problem is None else f"{BAD_CERT_URL}: {problem}"
 
 

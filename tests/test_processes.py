@@ -68,6 +68,21 @@ def sandbox(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
         log.close()
 
 
+def spawn_worker(
+    args: list[str | Path], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[str]:
+    """`python worker.py ARGS`, its stdout and stderr in log_path."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, ROOT / "worker.py", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BIN / "failover", *args],
@@ -84,15 +99,7 @@ def test_operator_flow_with_a_separate_worker(
 ) -> None:
     worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, ROOT / "worker.py", "--config", sandbox["config_path"]],
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+    worker = spawn_worker(["--config", sandbox["config_path"]], worker_env, worker_log)
     try:
         wait_until(
             lambda: "monitor running: monitor-catalog-search" in worker_log.read_text(),
@@ -170,14 +177,7 @@ def test_worker_starts_the_embedded_server_and_exits_cleanly(
         "FAILOVER_TEMPORAL_UI_PORT": str(ui_port),
     }
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, ROOT / "worker.py"],
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    worker = spawn_worker([], worker_env, log_path)
     try:
         wait_until(lambda: "Temporal Web UI" in log_path.read_text(), "the UI URL")
         text = log_path.read_text()
@@ -223,15 +223,7 @@ def test_worker_with_the_receiver_takes_alerts_and_exits_cleanly(
         "TEST_AM_TOKEN": "am-process-token",
     }
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, ROOT / "worker.py", "--config", config, "--receiver"],
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+    worker = spawn_worker(["--config", config, "--receiver"], worker_env, worker_log)
     url = f"http://127.0.0.1:{port}/alarms/alertmanager"
     token = {"Authorization": "Bearer am-process-token"}
     try:
@@ -311,15 +303,7 @@ def test_drill_commands_end_to_end(
     types them, against the sandbox and a separate worker."""
     worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, ROOT / "worker.py", "--config", sandbox["config_path"]],
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+    worker = spawn_worker(["--config", sandbox["config_path"]], worker_env, worker_log)
     try:
         wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker")
         plan = cli(env, "plan", "catalog-search", "--json")
@@ -375,25 +359,19 @@ def test_worker_metrics_and_json_logs_after_a_failover(
     address = f"127.0.0.1:{free_port()}"
     worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("w") as log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                ROOT / "worker.py",
-                "--config",
-                sandbox["config_path"],
-                "--no-monitors",
-                "--metrics-address",
-                address,
-                "--log-format",
-                "json",
-            ],
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+    worker = spawn_worker(
+        [
+            "--config",
+            sandbox["config_path"],
+            "--no-monitors",
+            "--metrics-address",
+            address,
+            "--log-format",
+            "json",
+        ],
+        worker_env,
+        worker_log,
+    )
     try:
         wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker")
         assert cli(env, "sandbox", "fault", "es-primary", "all", "down").returncode == 0

@@ -7,6 +7,7 @@ import base64
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.search_probe import SearchProbeActivities, http_auth
 from failover.config import ClusterSide
@@ -28,8 +29,10 @@ async def probe_with(settings: ClusterSide) -> tuple[list[httpx.Request], object
         return httpx.Response(200, json=body)
 
     activities = SearchProbeActivities(transport=httpx.MockTransport(answer))
-    result = await activities.probe_side(
-        ProbeSideInput(cluster="c", side="primary", settings=settings, timeout_seconds=1)
+    # Run as Temporal runs it: inside an activity context (heartbeats, metrics).
+    result = await ActivityEnvironment().run(
+        activities.probe_side,
+        ProbeSideInput(cluster="c", side="primary", settings=settings, timeout_seconds=1),
     )
     return seen, result
 
