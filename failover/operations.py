@@ -93,6 +93,7 @@ async def _start_failover_run(
     rpc_timeout: timedelta | None = None,
 ) -> WorkflowHandle[Any, FailoverResult]:
     """`failover-<cluster>`, with its summary, plan and search attributes."""
+    summary = failover_summary(request)
     return await visibility.start_with_fallback(
         lambda attributes: client.start_workflow(
             FAILOVER_WORKFLOW,
@@ -102,12 +103,12 @@ async def _start_failover_run(
             result_type=FailoverResult,
             id_conflict_policy=conflict,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=failover_summary(request),
+            static_summary=summary,
             static_details=failover_details(request),
             search_attributes=attributes,
             rpc_timeout=rpc_timeout,
         ),
-        visibility.attributes(request.cluster.name, trigger=request.trigger),
+        visibility.attributes(request.cluster.name, trigger=request.trigger, summary=summary),
     )
 
 
@@ -201,6 +202,7 @@ async def ensure_monitor(
     leaves exactly one monitor per cluster, watching with the config on disk. Another
     signal (an alarm) may be sent the same way: it reaches the monitor, started if need be.
     """
+    summary = f"{cluster.name}: monitor"
     return await visibility.start_with_fallback(
         lambda attributes: client.start_workflow(
             MONITOR_WORKFLOW,
@@ -211,11 +213,11 @@ async def ensure_monitor(
             task_queue=task_queue,
             start_signal=signal,
             start_signal_args=[cluster if signal_arg is None else signal_arg],
-            static_summary=f"{cluster.name}: monitor",
+            static_summary=summary,
             search_attributes=attributes,
             rpc_timeout=rpc_timeout,
         ),
-        visibility.attributes(cluster.name, phase="watching"),
+        visibility.attributes(cluster.name, phase="watching", summary=summary),
     )
 
 
@@ -345,6 +347,7 @@ async def plan_failover(
 ) -> FailoverResult:
     """A dry run of the failover: reads the switch, returns the plan, changes nothing."""
     request = FailoverRequest(cluster=cluster, reason="dry run", trigger="manual", dry_run=True)
+    summary = f"{cluster.name}: failover plan (dry run)"
     handle = await visibility.start_with_fallback(
         lambda attributes: client.start_workflow(
             FAILOVER_WORKFLOW,
@@ -352,11 +355,11 @@ async def plan_failover(
             id=f"plan-{cluster.name}-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
             result_type=FailoverResult,
-            static_summary=f"{cluster.name}: failover plan (dry run)",
+            static_summary=summary,
             static_details=failover_details(request),
             search_attributes=attributes,
         ),
-        visibility.attributes(cluster.name, trigger="manual"),
+        visibility.attributes(cluster.name, trigger="manual", summary=summary),
     )
     return await handle.result()
 
@@ -379,6 +382,7 @@ async def start_drill(
     hold_seconds: float | None = None,
     reason: str = "drill run by hand",
 ) -> WorkflowHandle[Any, DrillReport]:
+    summary = f"{cluster.name}: failover drill" + (" (dry run)" if dry_run else "")
     return await visibility.start_with_fallback(
         lambda attributes: client.start_workflow(
             DRILL_WORKFLOW,
@@ -388,10 +392,10 @@ async def start_drill(
             id=drill_workflow_id(cluster.name),
             task_queue=task_queue,
             result_type=DrillReport,
-            static_summary=f"{cluster.name}: failover drill" + (" (dry run)" if dry_run else ""),
+            static_summary=summary,
             search_attributes=attributes,
         ),
-        visibility.attributes(cluster.name, trigger="drill"),
+        visibility.attributes(cluster.name, trigger="drill", summary=summary),
     )
 
 
@@ -428,7 +432,7 @@ def _drill_schedule(
             # Temporal adds the scheduled time: drill-<cluster>-<time>.
             id=drill_schedule_id(cluster.name),
             task_queue=task_queue,
-            static_summary=f"{cluster.name}: scheduled failover drill",
+            static_summary=scheduled_drill_summary(cluster.name),
             typed_search_attributes=attributes or TypedSearchAttributes.empty,
         ),
         spec=spec,
@@ -475,5 +479,12 @@ async def schedule_drill(
             return handle
 
     return await visibility.start_with_fallback(
-        create, visibility.attributes(cluster.name, trigger="drill")
+        create,
+        visibility.attributes(
+            cluster.name, trigger="drill", summary=scheduled_drill_summary(cluster.name)
+        ),
     )
+
+
+def scheduled_drill_summary(cluster: str) -> str:
+    return f"{cluster}: scheduled failover drill"

@@ -53,13 +53,16 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
     assert report["cluster"] == "catalog-search"
     assert (report["from"], report["to"]) == ("primary", "standby")
     assert report["workflow_id"] == "failover-catalog-search"
-    # Read back from the server: what the Web UI filters on.
-    assert report["search_attributes"] == {
+    # Read back from the server: what the Web UI filters on and shows in its list.
+    attributes = report["search_attributes"]
+    summary = attributes.pop("FailoverSummary")
+    assert attributes == {
         "FailoverCluster": "catalog-search",
         "FailoverTrigger": "monitor",
         "FailoverPhase": "done",
         "FailoverResult": "failed_over",
     }
+    assert summary.startswith("catalog-search: primary ⇄ standby (monitor: failing over: ")
     # Nobody triggered it: the monitor saw the primary down from a quorum of vantage points.
     assert report["trigger"] == "monitor"
     assert report["reason"].startswith("failing over: primary down from ")

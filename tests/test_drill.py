@@ -245,10 +245,19 @@ async def test_a_schedule_triggers_a_drill(stack: Stack, tmp_path: Path) -> None
         assert report.verdict == "pass", report.reason
         # Scheduled runs are as visible as the others: summary and search attributes.
         description = await drill.describe()
-        assert await description.static_summary() == f"{cluster.name}: scheduled failover drill"
+        summary = f"{cluster.name}: scheduled failover drill"
+        assert await description.static_summary() == summary
         attributes = description.typed_search_attributes
         assert attributes.get(visibility.CLUSTER) == cluster.name
         assert attributes.get(visibility.RESULT) == "pass"
+        assert attributes.get(visibility.SUMMARY) == summary
+        # Its switches are child runs with their own summaries, in the list too; the
+        # latest run of failover-<cluster> is the drill's failback.
+        child_id = failover_workflow_id(cluster.name)
+        child = await stack.client.get_workflow_handle(child_id).describe()
+        child_summary = await child.static_summary()
+        assert child_summary == f"{cluster.name}: drill switch to the primary"
+        assert child.typed_search_attributes.get(visibility.SUMMARY) == child_summary
     finally:
         await schedule.delete()
 

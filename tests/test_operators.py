@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import boto3
 import pytest
 from aiohttp import web
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from failover import visibility
@@ -46,9 +53,11 @@ async def kill_primary(stack: Stack) -> None:
     await stack.fleet.clusters[PRIMARY_SIM].settle()
 
 
-async def start(stack: Stack, cluster: ClusterConfig) -> WorkflowHandle[Any, FailoverResult]:
+async def start(
+    stack: Stack, cluster: ClusterConfig, *, client: Client | None = None
+) -> WorkflowHandle[Any, FailoverResult]:
     return await start_or_attach_failover(
-        stack.client, cluster, task_queue=stack.task_queue, reason="es-red alarm"
+        client or stack.client, cluster, task_queue=stack.task_queue, reason="es-red alarm"
     )
 
 
@@ -92,12 +101,16 @@ async def test_awaiting_approval_is_filterable_and_abort_ends_it(stack: Stack) -
     assert (status.from_side, status.to_side) == ("primary", "standby")
     assert [s.name for s in status.steps] == ["snapshot", "confirm", "preflight"]
     description = await handle.describe()
-    assert await description.static_summary() == f"{name}: primary ⇄ standby (manual: es-red alarm)"
+    summary = f"{name}: primary ⇄ standby (manual: es-red alarm)"
+    assert await description.static_summary() == summary
     details = await description.static_details()
     assert details is not None and "operator approval" in details and "UPSERT" in details
     attributes = description.typed_search_attributes
     assert attributes.get(visibility.TRIGGER) == "manual"
     assert attributes.get(visibility.CLUSTER) == name
+    # The list page's column: what the list API returns, not only what describe does.
+    rows = [w async for w in stack.client.list_workflows(query)]
+    assert [row.typed_search_attributes.get(visibility.SUMMARY) for row in rows] == [summary]
 
     accepted = await handle.execute_update(
         "abort", AbortRequest(reason="x", identity="y"), result_type=FailoverStatus
@@ -254,3 +267,59 @@ async def test_a_failing_webhook_does_not_fail_the_failover(
     assert result.notifications_failed == 2  # "switching" and the result, each retried
     assert len(hook.received) == 2 * NOTIFY_RETRY.maximum_attempts
     assert stack.record_values() == [stack.cluster.switch.standby_value]
+
+
+# --- a server prepared by hand, or not at all ------------------------------------------------
+
+
+async def test_a_namespace_without_the_summary_attribute_still_gets_the_other_four(
+    stack: Stack,
+) -> None:
+    """A namespace where someone created only the four Keyword attributes (as the docs said
+    before the summary existed): runs start with those four; `register` adds the fifth."""
+    namespace = f"partial-{uuid.uuid4().hex[:8]}"
+    service = stack.client.workflow_service
+    await service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace,
+            workflow_execution_retention_period=Duration(seconds=86400),
+        )
+    )
+    client = Client(
+        stack.client.service_client,
+        namespace=namespace,
+        data_converter=stack.client.data_converter,
+    )
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={
+                key.name: int(key.indexed_value_type)
+                for key in visibility.KEYS
+                if key != visibility.SUMMARY
+            },
+        )
+    )
+    cluster = stack.cluster
+    started: list[WorkflowHandle[Any, FailoverResult]] = []
+
+    async def started_in_the_new_namespace() -> bool:
+        try:  # a new namespace takes a moment to reach every service of the server
+            started.append(await start(stack, cluster, client=client))
+        except RPCError as err:
+            if "not found" not in err.message.lower():
+                raise
+            return False
+        return True
+
+    await wait_for(started_in_the_new_namespace, what="a start in the new namespace")
+    description = await started[0].describe()
+    names = {pair.key.name for pair in description.typed_search_attributes.search_attributes}
+    assert names == {"FailoverCluster", "FailoverPhase", "FailoverTrigger"}
+    await started[0].terminate("test over")
+
+    assert await visibility.register(client) == []
+    listed_now = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    assert visibility.SUMMARY.name in listed_now.custom_attributes

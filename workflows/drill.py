@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
@@ -72,6 +72,16 @@ class DrillWorkflow:
     @property
     def _visible(self) -> bool:
         return workflow.info().typed_search_attributes.get(visibility.CLUSTER) is not None
+
+    def _child_attributes(self, cluster: str, summary: str) -> TypedSearchAttributes | None:
+        """The drill's own start tells what the namespace has: no summary attribute for
+        the child where the drill has none (a server that lacks it)."""
+        if not self._visible:
+            return None
+        has_summary = workflow.info().typed_search_attributes.get(visibility.SUMMARY) is not None
+        return visibility.attributes(
+            cluster, trigger="drill", summary=summary if has_summary else None
+        )
 
     def _phase_changed(self, phase: str) -> None:
         if self._visible:
@@ -223,6 +233,7 @@ class DrillWorkflow:
             dry_run=dry_run,
             assume_active=assume_active,
         )
+        summary = f"{cluster.name}: drill switch to the {to_side}"
         workflow_id = (
             f"plan-{cluster.name}-{to_side}-{workflow.uuid4().hex[:8]}"
             if dry_run
@@ -237,10 +248,8 @@ class DrillWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 execution_timeout=FAILOVER_TIMEOUT,
-                static_summary=f"{cluster.name}: drill switch to the {to_side}",
-                search_attributes=visibility.attributes(cluster.name, trigger="drill")
-                if self._visible
-                else None,
+                static_summary=summary,
+                search_attributes=self._child_attributes(cluster.name, summary),
             )
         except ChildWorkflowError as err:
             raise ApplicationError(
