@@ -11,39 +11,27 @@ timeline's area), 1 when they are not, 2 when Chromium is missing.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from chromium import FLAGS, chromium_path
 from PIL import Image
 
 OK_GREEN = (46, 125, 50)  # report.OUTCOME_COLOURS["ok"]
 WINDOW = (1100, 1400)
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
 
 
 def screenshot(page: Path, out: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        print("chromium is not installed (Debian: apt-get install chromium)", file=sys.stderr)
-        sys.exit(2)
+    chromium = chromium_path()
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
             [
                 chromium,
-                *CHROMIUM_FLAGS,
+                "--headless",
+                *FLAGS,
+                "--hide-scrollbars",
                 f"--user-data-dir={profile}",
                 f"--window-size={WINDOW[0]},{WINDOW[1]}",
                 f"--screenshot={out}",
