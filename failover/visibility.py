@@ -69,12 +69,6 @@ def attributes(
     return TypedSearchAttributes(pairs)
 
 
-def without_summary(wanted: TypedSearchAttributes) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [pair for pair in wanted.search_attributes if pair.key.name != SUMMARY.name]
-    )
-
-
 async def register(client: Client) -> list[str]:
     """Adds the missing attributes to the client's namespace; returns those still missing
     (no permission, e.g. Temporal Cloud: create them with tcld or the console)."""
@@ -115,19 +109,22 @@ async def start_with_fallback(
     """Starts with the search attributes, or with fewer where the server lacks some: first
     without the summary (the attribute added last), then without any. A failover must
     start even on a server nobody prepared."""
-    fallbacks: list[TypedSearchAttributes | None] = [wanted]
+    fewer: list[TypedSearchAttributes] = [wanted]
     if wanted.get(SUMMARY) is not None:
-        fallbacks.append(without_summary(wanted))
-    fallbacks.append(None)
-    for attempt, attributes in enumerate(fallbacks):
+        fewer.append(
+            TypedSearchAttributes([p for p in wanted.search_attributes if p.key != SUMMARY])
+        )
+    for attributes in fewer:
         try:
             return await start(attributes)
         except RPCError as err:
-            unknown_attribute = (
-                err.status == RPCStatusCode.INVALID_ARGUMENT
-                and "search attribute" in err.message.lower()
-            )
-            if not unknown_attribute or attempt == len(fallbacks) - 1:
+            if not _unknown_attribute(err):
                 raise
             log.warning("starting with fewer search attributes: %s", err.message)
-    raise AssertionError("unreachable: the last fallback returns or raises")
+    return await start(None)
+
+
+def _unknown_attribute(err: RPCError) -> bool:
+    return (
+        err.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message.lower()
+    )
