@@ -14,6 +14,7 @@ import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 import httpx
 from botocore.auth import SigV4Auth as BotocoreSigV4
@@ -24,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from failover import metrics
 from failover.config import BasicAuth, ClusterSide, SigV4Auth, TlsSettings
+from failover.decisions import BAD_ANSWER
 from failover.models import NodeProbe, ProbeSideInput, SideProbe
 
 
@@ -116,6 +118,21 @@ class NodeUnreachable(Exception):
     """No HTTP answer from a node; the message describes the transport failure."""
 
 
+class BadAnswer(Exception):
+    """An answer, but not one Elasticsearch/OpenSearch gives (a proxy's error page, say)."""
+
+
+def _json_object(body: bytes, path: str, status: int) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise BadAnswer(f"not JSON from GET {path} (HTTP {status}): {exc}") from None
+    if not isinstance(parsed, dict):
+        kind = type(parsed).__name__
+        raise BadAnswer(f"not a JSON object from GET {path} (HTTP {status}): a {kind}")
+    return parsed
+
+
 # GET `url` → (HTTP status, body); raises NodeUnreachable when there is no answer.
 Fetch = Callable[[str], Awaitable[tuple[int, bytes]]]
 
@@ -150,7 +167,7 @@ async def probe_node_via(
                     probe.http_status = status
                     probe.error_type = _error_type(body)
                     return probe
-                info = json.loads(body)
+                info = _json_object(body, "/", status)
                 probe.cluster_name = info.get("cluster_name")
                 probe.cluster_uuid = info.get("cluster_uuid")
             status, body = await fetch(base + "/_cluster/health")
@@ -158,7 +175,7 @@ async def probe_node_via(
             if status >= 400:
                 probe.error_type = _error_type(body)
                 return probe
-            health = json.loads(body)
+            health = _json_object(body, "/_cluster/health", status)
             if not identity:
                 probe.cluster_name = health.get("cluster_name")
             probe.health_status = health.get("status")
@@ -168,8 +185,9 @@ async def probe_node_via(
         probe.error = str(exc)
     except TimeoutError:
         probe.error = f"timeout after {timeout_s * 2:g}s (no full answer)"
-    except (ValueError, AttributeError) as exc:
-        probe.error = f"answer is not JSON: {exc}"
+    except BadAnswer as exc:
+        # It answered: not `unreachable` (decisions.node_problem keeps this reason as it is).
+        probe.error = f"{BAD_ANSWER}: {exc}"
     finally:
         probe.latency_ms = round((time.monotonic() - started) * 1000, 1)
     return probe

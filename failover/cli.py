@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from failover import logs
 from failover.config import AppConfig, ConfigError, load_config
 from failover.temporal import connect, find_endpoint, state_dir
 
@@ -774,7 +775,10 @@ def receiver(
     from failover.receiver import serve_receiver
 
     app_config = _load(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Request text in messages is escaped, so one request cannot forge another log line.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.TextFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         endpoint = find_endpoint()
     except RuntimeError as exc:

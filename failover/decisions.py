@@ -61,7 +61,10 @@ def node_problem(
 ) -> str | None:
     """Why this node cannot be trusted to serve search, or None when it can."""
     if probe.error is not None:
-        return f"{UNREACHABLE}: {probe.error}"
+        # `bad answer: …` (not JSON, say): the node did answer, so it is not unreachable.
+        return (
+            probe.error if probe.error.startswith(BAD_ANSWER) else f"{UNREACHABLE}: {probe.error}"
+        )
     if probe.http_status in (401, 403):
         return f"{AUTH_REJECTED}: HTTP {probe.http_status} (check the credentials in config)"
     if probe.http_status is not None and probe.http_status >= 400:

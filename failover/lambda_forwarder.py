@@ -38,6 +38,7 @@ from failover.alarms import (
     from_sns_message,
 )
 from failover.config import AppConfig, load_config
+from failover.logs import escape
 from failover.operations import deliver_alarm
 
 log = logging.getLogger("failover.lambda")
@@ -120,10 +121,11 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         outcomes = asyncio.run(forward(event, _config(), _connect))
     except PayloadError as exc:
         # Not an alarm: retrying cannot help, so report and return.
-        log.warning("not forwarded: %s", exc)
+        log.warning("not forwarded: %s", escape(exc))
         return {"forwarded": [], "error": str(exc)}
     for outcome in outcomes:
-        log.info("alarm %s", outcome)
+        # The alarm's name is the sender's text: one line per alarm, whatever it holds.
+        log.info("alarm %s", escape(outcome))
     return {"forwarded": outcomes}
 
 

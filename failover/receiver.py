@@ -6,6 +6,8 @@ enabled, content type, body size, authentication (SNS: the message signature), J
 shape. Only then is the alarm mapped to a cluster and handed to Temporal, where the
 cluster's monitor (or the failover itself) confirms the fault before anything moves.
 Every refusal is logged with a stable reason; no answer or log line carries a secret.
+What a request says (a TopicArn, an alarm name, a header) reaches the log through
+`logs.escape`, so one request makes one line, whatever control characters it holds.
 When Temporal cannot be reached the answer is 503, so SNS and EventBridge deliver again.
 """
 
@@ -56,6 +58,7 @@ from failover.alarms import (
     validation_problem,
 )
 from failover.config import AppConfig, ClusterConfig, ConfigError, ReceiverSettings
+from failover.logs import escape
 from failover.models import AlarmNotice
 from failover.operations import deliver_alarm
 from failover.sns import SigningCertificates, SnsEnvelope, SnsRejected, SnsVerifier
@@ -226,9 +229,9 @@ class AlarmReceiver:
             log.warning(
                 "alarm rejected: endpoint=%s peer=%s status=%d reason=%s",
                 endpoint,
-                peer,
+                escape(peer),
                 rejected.status,
-                rejected.reason,
+                escape(rejected.reason),
             )
             return JSONResponse(
                 {"status": "rejected", "reason": rejected.reason},
@@ -241,8 +244,8 @@ class AlarmReceiver:
             "alarm %s: endpoint=%s peer=%s %s",
             answer.body.get("status"),
             endpoint,
-            peer,
-            answer.body.get("reason") or answer.body.get("deliveries"),
+            escape(peer),
+            escape(answer.body.get("reason") or answer.body.get("deliveries")),
         )
         return JSONResponse(answer.body, answer.status)
 
@@ -311,7 +314,7 @@ class AlarmReceiver:
         if envelope.Type == "SubscriptionConfirmation":
             return await self._confirm_subscription(envelope)
         if envelope.Type == "UnsubscribeConfirmation":
-            log.warning("SNS unsubscribed this endpoint from %s", envelope.TopicArn)
+            log.warning("SNS unsubscribed this endpoint from %s", escape(envelope.TopicArn))
             return Answer(200, {"status": "recorded", "reason": "unsubscribe confirmation"})
         try:
             change = from_sns_message(envelope.Message, message_id=envelope.MessageId)
@@ -335,7 +338,7 @@ class AlarmReceiver:
             raise Rejected(503, f"{CONFIRM_FAILED}: {type(exc).__name__}") from None
         if response.status_code != 200:
             raise Rejected(503, f"{CONFIRM_FAILED}: HTTP {response.status_code}")
-        log.warning("SNS subscription to %s confirmed", envelope.TopicArn)
+        log.warning("SNS subscription to %s confirmed", escape(envelope.TopicArn))
         return Answer(200, {"status": "confirmed", "topic": envelope.TopicArn})
 
     # --- EventBridge -----------------------------------------------------------------------
@@ -458,7 +461,10 @@ class AlarmReceiver:
                 )
         except (RPCError, RuntimeError, TimeoutError, OSError) as exc:
             log.error(
-                "cannot hand %s to Temporal: %s: %s", notice.describe(), type(exc).__name__, exc
+                "cannot hand %s to Temporal: %s: %s",
+                escape(notice.describe()),
+                type(exc).__name__,
+                escape(exc),
             )
             raise Rejected(
                 503,

@@ -120,6 +120,9 @@ class SnsRejected(Exception):
 
 def check_sns_url(url: str, host_pattern: str) -> str | None:
     """Why this URL is not an SNS https URL we may fetch, or None when it is."""
+    if not url.isprintable():
+        # urlsplit drops tabs and newlines that httpx then refuses (InvalidURL, a 500).
+        return "control or format characters in the URL"
     try:
         parts = urlsplit(url)
         port = parts.port

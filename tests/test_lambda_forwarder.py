@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import yaml
 
 from failover import lambda_forwarder
 from failover.alarms import PayloadError
+from failover.config import parse_config
 from failover.models import Outcome
 from failover.operations import failover_workflow_id
+from sandbox.stack import sandbox_config
 from tests.conftest import Stack
 from tests.sns_signing import alarm_message
 from tests.test_receiver import (
@@ -118,3 +121,49 @@ async def test_handler_from_the_environment(
     assert ignored == {"forwarded": ["not-ours: ignored (no cluster for it)"]}
     result = await failover_result(stack, stack.cluster.name)
     assert result.trigger == "alarm" and result.result == Outcome.NOT_CONFIRMED
+
+
+def test_handler_logs_one_line_per_alarm_whatever_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever may publish to the topic writes the alarm's name: a newline, a carriage
+    return, NUL, an ANSI escape or a bidi control in it is escaped, never a second line.
+    Unmapped alarms, so Temporal is never asked."""
+    raw = sandbox_config(
+        aws_endpoint="http://127.0.0.1:9",
+        switch={
+            "type": "route53",
+            "hosted_zone_id": "Z0LAMBDA",
+            "record_name": "search.example.internal.",
+            "primary_value": "primary.example.internal",
+            "standby_value": "standby.example.internal",
+        },
+        primary_nodes=["http://127.0.0.1:9"],
+        standby_nodes=["http://127.0.0.1:9"],
+    )
+    config = receiver_config(parse_config(raw), ca=None, monitors=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    monkeypatch.setenv("FAILOVER_CONFIG", str(path))
+    names = {
+        "x\nalarm forwarded: failover-catalog run 1 started": r"x\nalarm forwarded: failover-",
+        "x\r\x00y": r"x\r\x00y",
+        "x\x1b[31m\u202edenwo\u2066": r"x\x1b[31m\u202edenwo\u2066",
+    }
+    event = sns_invocation(alarm_message("unused"))
+    [record] = event["Records"]
+    event["Records"] = [
+        {**record, "Sns": {**record["Sns"], "Message": alarm_message(name)}} for name in names
+    ]
+    caplog.set_level(logging.INFO, logger="failover.lambda")
+    lambda_forwarder._config.cache_clear()
+    try:
+        answer = lambda_forwarder.handler(event, None)
+    finally:
+        lambda_forwarder._config.cache_clear()
+    assert answer == {"forwarded": [f"{name}: ignored (no cluster for it)" for name in names]}
+    lines = [r.getMessage() for r in caplog.records if r.name == "failover.lambda"]
+    assert len(lines) == len(names)
+    for line, shown in zip(lines, names.values(), strict=True):
+        assert line.isprintable(), line
+        assert line.startswith(f"alarm {shown}") and line.endswith(": ignored (no cluster for it)")

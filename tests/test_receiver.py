@@ -13,10 +13,12 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import io
 import json
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from failover import alarms, sns
+from failover import alarms, logs, sns
 from failover.config import AppConfig, parse_config
 from failover.models import FailoverResult, MonitorInput, Outcome
 from failover.operations import failover_workflow_id, monitor_status, monitor_workflow_id
@@ -653,6 +655,8 @@ class Bad:
     build: Build
     status: int
     reason: str  # the answer's reason starts with this
+    lines: int = 1  # log lines the request(s) make: one per request the receiver handles
+    logged: str = ""  # the last of them holds this (request text, escaped)
 
 
 def _sns(make: Callable[[TableContext], dict[str, Any] | bytes], **post: Any) -> Build:
@@ -771,6 +775,123 @@ def _get(path: str) -> Build:
     return build
 
 
+def _replayed_id(message_id: str) -> Build:
+    async def build(ctx: TableContext) -> httpx.Response:
+        message = ctx.signer.notification(alarm_message("not-ours"), MessageId=message_id)
+        first = await ctx.receiver.post("sns", message)
+        assert first.status_code == 202 and first.json()["status"] == "ignored"
+        return await ctx.receiver.post("sns", message)
+
+    return build
+
+
+def _duplicate_event(event_id: str) -> Build:
+    async def build(ctx: TableContext) -> httpx.Response:
+        event = {**eventbridge_event("not-ours"), "id": event_id}
+        headers = {"X-Failover-Token": EVENTBRIDGE_SECRET}
+        first = await ctx.receiver.post("eventbridge", event, headers=headers)
+        assert first.status_code == 202 and first.json()["status"] == "ignored"
+        return await ctx.receiver.post("eventbridge", event, headers=headers)
+
+    return build
+
+
+def _content_type(endpoint: str, value: bytes) -> Build:
+    """A Content-Type header with bytes HTTP lets through (h11 refuses only NUL, CR, LF)."""
+
+    async def build(ctx: TableContext) -> httpx.Response:
+        return await ctx.receiver.http.post(
+            f"{ctx.receiver.url}/alarms/{endpoint}",
+            content=b"{}",
+            headers=[(b"Content-Type", value)],
+        )
+
+    return build
+
+
+# Request text that, logged raw, forges a line, hides text or rewrites the terminal: each
+# goes into every field the receiver logs, and must come out as one escaped line.
+FORGED = "alarm accepted: endpoint=sns peer=10.0.0.1 {'table': 'started'}"
+INJECTIONS: dict[str, tuple[str, str]] = {  # name: (raw, as logged)
+    "newline": (f"x\n{FORGED}", f"x\\n{FORGED}"),
+    "carriage return": (f"x\r{FORGED}", f"x\\r{FORGED}"),
+    "NUL": ("x\x00hidden", "x\\x00hidden"),
+    "bidi override": ("x\u202ederaeppa", "x\\u202ederaeppa"),
+    "bidi isolate": ("x\u2067hidden\u2069", "x\\u2067hidden\\u2069"),
+    "ANSI escape": ("x\x1b[31mred\x1b[0m\x1b[2K", "x\\x1b[31mred\\x1b[0m\\x1b[2K"),
+}
+
+
+def _injection_rows() -> list[Bad]:
+    rows: list[Bad] = []
+    arn = "arn:aws:sns:us-east-1:123456789012:"
+    for what, (raw, shown) in INJECTIONS.items():
+        rows += [
+            Bad(  # refused before the signature is even checked: anyone can send it
+                f"sns TopicArn with {what}",
+                _sns(_signed(TopicArn=arn + raw)),
+                403,
+                sns.TOPIC_NOT_ALLOWED,
+                logged=f"reason={sns.TOPIC_NOT_ALLOWED}: {arn}{shown}",
+            ),
+            Bad(
+                f"sns AlarmName with {what}",
+                _sns(lambda c, raw=raw: c.signer.notification(alarm_message(ALARM + raw))),
+                202,
+                alarms.UNMAPPED,
+                logged=f"{alarms.UNMAPPED}: {ALARM}{shown}",
+            ),
+            Bad(
+                f"eventbridge alarmName with {what}",
+                _eventbridge(lambda c, raw=raw: eventbridge_event(ALARM + raw)),
+                202,
+                alarms.UNMAPPED,
+                logged=f"{alarms.UNMAPPED}: {ALARM}{shown}",
+            ),
+            Bad(
+                f"alertmanager alertname with {what}",
+                _alertmanager(_alert(labels={"alertname": "SearchClusterDown" + raw})),
+                202,
+                alarms.UNMAPPED,
+                logged=f"{alarms.UNMAPPED}: SearchClusterDown{shown}",
+            ),
+        ]
+    newline, shown = INJECTIONS["newline"]
+    rows += [
+        Bad(
+            "sns replayed MessageId with a newline",
+            _replayed_id(f"{uuid.uuid4()}{newline}"),
+            409,
+            sns.REPLAYED,
+            lines=2,
+            logged=f"{shown} was already accepted",
+        ),
+        Bad(
+            "eventbridge duplicate event id with a newline",
+            _duplicate_event(f"{uuid.uuid4()}{newline}"),
+            200,
+            "event ",
+            lines=2,
+            logged=f"{shown} already taken",
+        ),
+        Bad(
+            "sns content type with an ANSI escape",
+            _content_type("sns", b"text/x\x1b[2k\x1b[1aplain"),
+            415,
+            "unsupported content type",
+            logged="reason=unsupported content type: text/x\\x1b[2k\\x1b[1aplain;",
+        ),
+        Bad(
+            "eventbridge content type with C1 controls",
+            _content_type("eventbridge", b"application/x\x85\x9b31mjson"),
+            415,
+            "unsupported content type",
+            logged="unsupported content type: application/x\\x85\\x9b31mjson;",
+        ),
+    ]
+    return rows
+
+
 OTHER_KEY = new_key()  # not the key the test CA certified
 HOUR = dt.timedelta(hours=1)
 BIG = 300 * 1024
@@ -832,6 +953,17 @@ BAD_INPUTS: list[Bad] = [
     ),
     Bad("sns cert url not a .pem", _sns(_cert_at("/confirm")), 403, sns.BAD_CERT_URL),
     Bad(
+        "sns cert url with a newline",  # urlsplit drops it; httpx would refuse the URL
+        _sns(
+            lambda c: c.signer.notification(
+                alarm_message(ALARM),
+                SigningCertURL=c.cert_server.cert_url.replace(".pem", "\n.pem"),
+            )
+        ),
+        403,
+        sns.BAD_CERT_URL,
+    ),
+    Bad(
         "sns cert url with a query",
         _sns(
             lambda c: c.signer.notification(
@@ -886,7 +1018,7 @@ BAD_INPUTS: list[Bad] = [
         403,
         sns.FUTURE,
     ),
-    Bad("sns replayed MessageId", _replayed(), 409, sns.REPLAYED),
+    Bad("sns replayed MessageId", _replayed(), 409, sns.REPLAYED, lines=2),
     Bad(
         "sns SignatureVersion 3",
         _sns(lambda c: {**c.signer.notification(alarm_message(ALARM)), "SignatureVersion": "3"}),
@@ -982,7 +1114,7 @@ BAD_INPUTS: list[Bad] = [
         403,
         sns.BAD_SUBSCRIBE_URL,
     ),
-    Bad("sns GET", _get("/alarms/sns"), 405, ""),
+    Bad("sns GET", _get("/alarms/sns"), 405, "", lines=0),  # Starlette answers
     # EventBridge
     Bad(
         "eventbridge token missing",
@@ -1114,6 +1246,8 @@ BAD_INPUTS: list[Bad] = [
         413,
         "body too large",
     ),
+    # Log injection: request text in every field the receiver logs
+    *_injection_rows(),
 ]
 
 
@@ -1122,9 +1256,57 @@ def test_the_table_is_big_enough() -> None:
     assert len({b.name for b in BAD_INPUTS}) == len(BAD_INPUTS)
 
 
+@pytest.fixture
+def receiver_log() -> Iterator[dict[str, io.StringIO]]:
+    """The receiver's log lines as `--log-format text` and `json` write them."""
+    logger = logging.getLogger("failover.receiver")
+    streams = {"text": io.StringIO(), "json": io.StringIO()}
+    handlers = [logging.StreamHandler(stream) for stream in streams.values()]
+    for handler, log_format in zip(handlers, streams, strict=True):
+        handler.setFormatter(logs.formatter(log_format))  # type: ignore[arg-type]
+        logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield streams
+    finally:
+        logger.setLevel(level)
+        for handler in handlers:
+            logger.removeHandler(handler)
+
+
+MEANT = ("alarm rejected: ", "alarm ignored: ", "alarm recorded: ", "alarm duplicate: ")
+
+
+def assert_logged(streams: dict[str, io.StringIO], bad: Bad) -> None:
+    """Exactly the lines the receiver means: one per request, each printable, the JSON
+    ones saying the same; no request text can add a line or hide one."""
+    text = streams["text"].getvalue()
+    assert text.count("\n") == bad.lines, text
+    lines = text.split("\n")[:-1]
+    for line in lines:
+        assert line.isprintable(), line
+        # Nothing in the table is accepted: a line saying so would be forged.
+        assert line.startswith(MEANT), line
+    if lines:
+        assert f"status={bad.status} " in lines[-1] or bad.status < 400, lines[-1]
+        assert bad.logged in lines[-1], lines[-1]
+    json_text = streams["json"].getvalue()
+    assert json_text.count("\n") == bad.lines, json_text
+    objects = []
+    for line in json_text.split("\n")[:-1]:
+        assert line.isascii() and line.isprintable(), line
+        objects.append(json.loads(line))
+    assert [o["message"] for o in objects] == lines
+    assert {o["logger"] for o in objects} <= {"failover.receiver"}
+
+
 @pytest.mark.parametrize("bad", BAD_INPUTS, ids=[b.name for b in BAD_INPUTS])
 async def test_bad_input_is_refused_and_starts_nothing(
-    table: TableContext, temporal_env: WorkflowEnvironment, bad: Bad
+    table: TableContext,
+    temporal_env: WorkflowEnvironment,
+    receiver_log: dict[str, io.StringIO],
+    bad: Bad,
 ) -> None:
     answer = await bad.build(table)
     assert answer.status_code == bad.status, answer.text
@@ -1132,6 +1314,7 @@ async def test_bad_input_is_refused_and_starts_nothing(
         body = answer.json()
         assert body.get("reason", "").startswith(bad.reason), body
         assert EVENTBRIDGE_SECRET not in answer.text and ALERTMANAGER_TOKEN not in answer.text
+    assert_logged(receiver_log, bad)
     # Strongly consistent: neither workflow exists.
     for workflow_id in (failover_workflow_id(table.cluster), monitor_workflow_id(table.cluster)):
         with pytest.raises(RPCError):
