@@ -130,6 +130,7 @@ def build_worker(
             probes.probe_side,
             caches.flush_cache,
             verify.check_search_path,
+            verify.probe_switch_target,
             verify.check_storefront,
             verify.storefront_probe_loop,
             watch.watch_cluster,

@@ -5,6 +5,7 @@ storefront itself. A failover that AWS accepted but customers cannot see is not 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from datetime import UTC, datetime
 
@@ -17,17 +18,26 @@ from activities.search_probe import http_auth, probe_node, tls_verify
 from failover import decisions
 from failover.models import (
     CheckResult,
+    ResolvedProbe,
     SearchPathRequest,
     StorefrontLoopInput,
     StorefrontRequest,
     StorefrontTally,
+    SwitchEndpoint,
+    SwitchTargetProbe,
+    SwitchTargetRequest,
 )
 
 STOREFRONT_QUERY = "{ products(search: %s, pageSize: 1) { total_count items { sku } } }"
 
 
-async def resolve(host: str, nameserver: str | None, timeout_s: float) -> str:
-    """The address Magento would connect to, following CNAMEs through the given server."""
+async def resolve_all(host: str, nameserver: str | None, timeout_s: float) -> list[str]:
+    """Every address Magento could connect to, following CNAMEs through the given server;
+    an address is its own answer."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
     resolver = dns.asyncresolver.Resolver(configure=nameserver is None)
     if nameserver is not None:
         ns_host, _, ns_port = nameserver.rpartition(":")
@@ -35,7 +45,12 @@ async def resolve(host: str, nameserver: str | None, timeout_s: float) -> str:
         resolver.port = int(ns_port)
     resolver.lifetime = timeout_s
     answer = await resolver.resolve(host, "A")
-    return str(answer[0])
+    return [str(rdata) for rdata in answer]
+
+
+async def resolve(host: str, nameserver: str | None, timeout_s: float) -> str:
+    """The address Magento would connect to, following CNAMEs through the given server."""
+    return (await resolve_all(host, nameserver, timeout_s))[0]
 
 
 class VerifyActivities:
@@ -69,7 +84,8 @@ class VerifyActivities:
         problem = decisions.node_problem(
             probe,
             expected_cluster_name=request.side.expected_cluster_name,
-            yellow_policy="degraded",
+            expected_cluster_uuid=request.side.expected_cluster_uuid,
+            yellow_policy=request.yellow_policy,
         )
         return CheckResult(
             name="search_path",
@@ -77,6 +93,42 @@ class VerifyActivities:
             detail=f"{url.host} → {address}: cluster_name {probe.cluster_name}, "
             f"status {probe.health_status}",
         )
+
+    @activity.defn(name="probe_switch_target")
+    async def probe_switch_target(self, request: SwitchTargetRequest) -> SwitchTargetProbe:
+        """Before the switch: resolve what it will point at and ask who answers there.
+
+        The node URLs in the config may be fine while the name traffic follows resolves
+        elsewhere (a DNS mix-up, a restored staging cluster). A name that cannot be resolved
+        is data, not an error: the workflow's decision refuses the switch.
+        """
+        async with httpx.AsyncClient(
+            auth=http_auth(request.side),
+            verify=tls_verify(request.side.tls),
+            timeout=request.timeout_seconds,
+            transport=self.transport,
+            headers={"host": request.host_header} if request.host_header else None,
+        ) as client:
+            targets = await asyncio.gather(
+                *(self._probe_endpoint(client, request, e) for e in request.endpoints)
+            )
+        return SwitchTargetProbe(targets=list(targets))
+
+    async def _probe_endpoint(
+        self, client: httpx.AsyncClient, request: SwitchTargetRequest, endpoint: SwitchEndpoint
+    ) -> ResolvedProbe:
+        name, timeout = endpoint.name, request.timeout_seconds
+        try:
+            addresses = await resolve_all(name, request.nameserver, timeout)
+        except (dns.exception.DNSException, OSError) as exc:
+            return ResolvedProbe(name=name, error=f"{type(exc).__name__}: {exc}")
+        nodes = await asyncio.gather(
+            *(
+                probe_node(client, _url(request.scheme, address, endpoint.port), timeout)
+                for address in addresses
+            )
+        )
+        return ResolvedProbe(name=name, addresses=addresses, nodes=list(nodes))
 
     @activity.defn(name="check_storefront")
     async def check_storefront(self, request: StorefrontRequest) -> CheckResult:
@@ -134,6 +186,11 @@ class VerifyActivities:
                 await asyncio.sleep(request.interval_seconds)
         except asyncio.CancelledError:
             return tally
+
+
+def _url(scheme: str, address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"{scheme}://{host}:{port}/"
 
 
 async def _none() -> None:

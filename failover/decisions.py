@@ -8,9 +8,10 @@ Workflows call these directly: they are deterministic and do no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -35,6 +36,9 @@ from failover.models import (
     Side,
     SideHealth,
     SideWatch,
+    SwitchEndpoint,
+    SwitchTargetProbe,
+    SwitchTargetRequest,
     TargetState,
     other_side,
 )
@@ -170,6 +174,94 @@ def preflight_refusal(problems: dict[str, str | None], target: Side) -> str | No
     down = side_down_reason(problems)
     if down is not None:
         return f"preflight failed: {target} is not healthy: {down}"
+    return None
+
+
+def switch_target_request(cluster: ClusterConfig, target: Side) -> SwitchTargetRequest | None:
+    """What preflight probes as the place traffic will follow, or None when nothing more
+    can be probed than the target's nodes.
+
+    Route 53: the record's value for `target`, resolved the way verify resolves Magento's
+    search name (so only where `verify.search_path` says how: its DNS server, port and
+    scheme). NLB: the target addresses it will register (instance targets have none).
+    """
+    side = cluster.primary if target == "primary" else cluster.standby
+    path = cluster.verify.search_path
+    scheme = path.url.scheme if path is not None else side.nodes[0].scheme
+    host_header = None
+    if path is not None and path.url.host is not None:
+        host_header = f"{path.url.host}:{path.url.port}" if path.url.port else path.url.host
+    switch = cluster.switch
+    if isinstance(switch, Route53Switch):
+        if path is None:
+            return None
+        value = switch.primary_value if target == "primary" else switch.standby_value
+        endpoints = [SwitchEndpoint(name=value, port=path.url.port or 80)]
+    else:
+        targets = switch.primary_targets if target == "primary" else switch.standby_targets
+        endpoints = [SwitchEndpoint(name=t.id, port=t.port) for t in targets if _is_address(t.id)]
+        if not endpoints:
+            return None
+    return SwitchTargetRequest(
+        endpoints=endpoints,
+        scheme=scheme,
+        host_header=host_header,
+        nameserver=path.nameserver if path is not None else None,
+        side=side,
+        timeout_seconds=path.timeout_seconds if path is not None else cluster.probe.timeout_seconds,
+    )
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def switch_target_refusal(
+    probe: SwitchTargetProbe,
+    target: Side,
+    *,
+    expected_cluster_name: str | None,
+    expected_cluster_uuid: str | None,
+    yellow_policy: YellowPolicy,
+) -> str | None:
+    """None when what the switch will point at answers as the expected `target` cluster.
+
+    Judged like the target's nodes: any answer from another cluster (name, or uuid when
+    configured) or with rejected credentials refuses; so does a name that does not resolve,
+    and one where no address serves search.
+    """
+    problems: dict[str, str | None] = {}
+    for resolved in probe.targets:
+        name = resolved.name
+        if resolved.error is not None:
+            return f"preflight failed: cannot resolve {name}: {resolved.error}"
+        if not resolved.nodes:
+            return f"preflight failed: {name} resolves to no address"
+        for address, node in zip(resolved.addresses, resolved.nodes, strict=True):
+            reason = node_problem(
+                node,
+                expected_cluster_name=expected_cluster_name,
+                expected_cluster_uuid=expected_cluster_uuid,
+                yellow_policy=yellow_policy,
+            )
+            if reason is not None and reason.startswith(WRONG_CLUSTER):
+                found = f"cluster {node.cluster_name!r} (cluster_uuid {node.cluster_uuid!r})"
+                where = (
+                    f"target {address} answers as {found}"
+                    if name == address
+                    else f"{name} resolves to {found} at {address}"
+                )
+                return f"preflight failed: {where}, not the {target}: {reason}"
+            if reason is not None and reason.startswith(AUTH_REJECTED):
+                return f"preflight failed: {name} at {address} {reason}"
+            problems[f"{name} ({address})"] = reason
+    down = side_down_reason(problems)
+    if down is not None:
+        return f"preflight failed: no {target} serving search where the switch points: {down}"
     return None
 
 
@@ -587,8 +679,12 @@ def failover_plan(
         c for c in cluster.caches if isinstance(c, VarnishCache)
     ]
     plan.caches = [_cache_plan(c) for c in ordered]
-    plan.checks = [
-        f"preflight: every node of the {target} answers",
+    plan.checks = [f"preflight: every node of the {target} answers"]
+    pointed = switch_target_request(cluster, target)
+    if pointed is not None:
+        names = ", ".join(f"{e.name}:{e.port}" for e in pointed.endpoints)
+        plan.checks.append(f"preflight: {names} answers as the {target} cluster")
+    plan.checks += [
         "switch is in place in AWS (record or targets)",
         f"the {target}'s nodes answer, up to {probe.verify_attempts} attempts",
     ]
@@ -669,22 +765,26 @@ def steady_state_problem(
     return None
 
 
+def verified_at(failover: FailoverResult) -> datetime | None:
+    """When the switch was verified: the end of the last verify step, or None for a run
+    that did not end switched with every verify step passing (no RTO comes from it)."""
+    if failover.result not in (Outcome.FAILED_OVER, Outcome.FAILED_OVER_WITH_WARNINGS):
+        return None
+    verify = [s for s in failover.steps if s.name in ("verify", "verify_storefront")]
+    if not verify or any(s.outcome != "ok" for s in verify):
+        return None
+    last = verify[-1]
+    return last.started_at + timedelta(seconds=last.seconds)
+
+
 def verified_switch_seconds(
     switch_started: datetime | None, failover: FailoverResult | None
 ) -> float | None:
     """From the drill starting its switch to the end of the last passing verify step."""
     if switch_started is None or failover is None:
         return None
-    verified = [
-        s for s in failover.steps if s.name in ("verify", "verify_storefront") and s.outcome == "ok"
-    ]
-    if not verified or failover.result not in (
-        Outcome.FAILED_OVER,
-        Outcome.FAILED_OVER_WITH_WARNINGS,
-    ):
-        return None
-    last = verified[-1]
-    return (last.started_at - switch_started).total_seconds() + last.seconds
+    verified = verified_at(failover)
+    return None if verified is None else (verified - switch_started).total_seconds()
 
 
 def drill_verdict(

@@ -170,6 +170,41 @@ class SearchPathRequest(BaseModel):
 
     check: SearchPathCheck
     side: ClusterSide
+    # The same judgement as the probes of the side's nodes (runs recorded before it: degraded).
+    yellow_policy: Literal["degraded", "failing"] = "degraded"
+
+
+class SwitchEndpoint(BaseModel):
+    """A name (resolved through the request's nameserver) or an address, and its port."""
+
+    name: str
+    port: int
+
+
+class SwitchTargetRequest(BaseModel):
+    """What the switch will point traffic at, to probe before it does: the record's value
+    (a name resolved through `nameserver`, or an address) or the NLB's target addresses."""
+
+    endpoints: list[SwitchEndpoint] = Field(min_length=1)
+    scheme: str = "http"
+    # The Host header Magento's requests will carry after the switch.
+    host_header: str | None = None
+    nameserver: str | None = None
+    side: ClusterSide
+    timeout_seconds: float
+
+
+class ResolvedProbe(BaseModel):
+    """One name the switch points at: the addresses it resolved to and what answered there."""
+
+    name: str
+    addresses: list[str] = Field(default_factory=list)
+    error: str | None = None
+    nodes: list[NodeProbe] = Field(default_factory=list)
+
+
+class SwitchTargetProbe(BaseModel):
+    targets: list[ResolvedProbe]
 
 
 class StorefrontRequest(BaseModel):

@@ -21,7 +21,7 @@ import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from failover import visibility
+from failover import decisions, visibility
 from failover.models import FailoverResult, Outcome
 from failover.operations import failover_workflow_id, watch_progress
 from sandbox.search_sim import FaultMode, NodeFault
@@ -74,12 +74,11 @@ async def failover_started_by_monitor(
 
 
 def rto_seconds(fault_at: datetime, result: FailoverResult) -> float | None:
-    """Fault to verified switch: the end of the last verify step that passed."""
-    verify = [s for s in result.steps if s.name.startswith("verify") and s.outcome == "ok"]
-    if not verify:
+    """Fault to verified switch; None for a run that did not verify (rolled back, …)."""
+    verified = decisions.verified_at(result)
+    if verified is None:
         return None
-    verified_at = verify[-1].started_at.timestamp() + verify[-1].seconds
-    return round(verified_at - fault_at.timestamp(), 3)
+    return round((verified - fault_at).total_seconds(), 3)
 
 
 async def storefront_search_works(client: httpx.AsyncClient, url: str) -> bool:

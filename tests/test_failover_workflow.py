@@ -111,6 +111,14 @@ async def test_verify_failure_rolls_back_to_the_snapshot(stack: Stack) -> None:
     assert result.result == Outcome.ROLLED_BACK
     assert result.reason.startswith("rolled back: verify failed: new side not serving")
     assert step_names(result)[-2:] == ["verify", "rollback"]
+    # The failed check is recorded as failed, with its reason: no timeline, metric, report
+    # or RTO may read a rolled-back run as verified.
+    verify = result.steps[-2]
+    assert (verify.outcome, verify.detail) == (
+        "failed",
+        result.reason.removeprefix("rolled back: "),
+    )
+    assert result.steps[-1].outcome == "ok"
     assert stack.record_values() == [PRIMARY_VALUE]
     assert stack.proxy.count("ChangeResourceRecordSets") == 2
 
@@ -266,6 +274,9 @@ async def test_nlb_verify_failure_restores_the_original_registrations(nlb_stack:
     result = await run_failover(nlb_stack)
     assert result.result == Outcome.ROLLED_BACK
     assert result.reason.startswith("rolled back: verify failed: new side not serving")
+    verify = next(s for s in result.steps if s.name == "verify")
+    assert verify.outcome == "failed"
+    assert verify.detail is not None and verify.detail.startswith("verify failed:")
     assert nlb_stack.registered_targets() == dict.fromkeys(PRIMARY_HOSTS, "healthy")
 
 

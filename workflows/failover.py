@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         SearchPathRequest,
         Side,
         StorefrontRequest,
+        SwitchTargetProbe,
         other_side,
     )
 
@@ -172,8 +173,12 @@ class FailoverWorkflow:
 
         if (aborted := await self._checkpoint("preflight")) is not None:
             return aborted
-        async with self._steps.step("preflight"):
+        async with self._steps.step("preflight") as preflight:
             refusal = decisions.preflight_refusal(await self._probe(cluster, target), target)
+            if refusal is None and workflow.patched("preflight-switch-target"):
+                refusal = await self._check_switch_target(cluster, target)
+            if refusal is not None:
+                preflight.end("refused", f"aborted: {refusal}")
         if refusal is not None:
             return self._refuse("preflight", Outcome.ABORTED, f"aborted: {refusal}")
 
@@ -191,13 +196,17 @@ class FailoverWorkflow:
 
         await self._flush_caches(cluster, "flush")
 
-        async with self._steps.step("verify"):
+        async with self._steps.step("verify") as verify:
             problem = await self._verify(
                 lambda: self._check_switched_path(cluster, switcher, target), cluster
             )
+            if problem is not None:
+                verify.end("failed", problem)
         if problem is None and cluster.verify.storefront is not None:
-            async with self._steps.step("verify_storefront"):
+            async with self._steps.step("verify_storefront") as verify:
                 problem = await self._verify(lambda: self._check_storefront(cluster), cluster)
+                if problem is not None:
+                    verify.end("failed", problem)
         if problem is None:
             outcome = Outcome.FAILED_OVER_WITH_WARNINGS if self._warnings else Outcome.FAILED_OVER
             return self._finish(outcome, self._request.reason)
@@ -424,13 +433,39 @@ class FailoverWorkflow:
             side = cluster.primary if target == "primary" else cluster.standby
             result = await self._check(
                 "check_search_path",
-                SearchPathRequest(check=check, side=side),
+                SearchPathRequest(
+                    check=check, side=side, yellow_policy=cluster.probe.yellow_policy
+                ),
                 check.timeout_seconds,
                 f"search via {check.url}",
             )
             if result.problem is not None:
                 return f"verify failed: {result.problem}"
         return None
+
+    async def _check_switch_target(self, cluster: ClusterConfig, target: Side) -> str | None:
+        """Who answers where the switch will point: the record's value as resolved, or the
+        NLB's target addresses. The nodes in the config can be right while that is not."""
+        request = decisions.switch_target_request(cluster, target)
+        if request is None:
+            return None
+        side = cluster.primary if target == "primary" else cluster.standby
+        probe = await workflow.execute_activity(
+            "probe_switch_target",
+            request,
+            result_type=SwitchTargetProbe,
+            start_to_close_timeout=timedelta(seconds=request.timeout_seconds * 3 + 5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=PROBE_RETRY,
+            summary="probe " + ", ".join(e.name for e in request.endpoints),
+        )
+        return decisions.switch_target_refusal(
+            probe,
+            target,
+            expected_cluster_name=side.expected_cluster_name,
+            expected_cluster_uuid=side.expected_cluster_uuid,
+            yellow_policy=cluster.probe.yellow_policy,
+        )
 
     async def _check_storefront(self, cluster: ClusterConfig) -> str | None:
         check = cluster.verify.storefront

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -79,6 +79,21 @@ async def aws_activity(
         raise StepFailed(failure_reason(err)) from None
 
 
+StepOutcome = Literal["ok", "failed", "refused", "warning"]
+
+
+class StepEnd:
+    """How a step that returned (rather than raised) ended: a check that found a problem
+    is `failed` with its reason, never `ok`."""
+
+    def __init__(self) -> None:
+        self.outcome: StepOutcome = "ok"
+        self.detail: str | None = None
+
+    def end(self, outcome: StepOutcome, detail: str) -> None:
+        self.outcome, self.detail = outcome, detail
+
+
 class StepRecorder:
     """Keeps the live status (for the `status` query) and the per-step timeline."""
 
@@ -94,14 +109,17 @@ class StepRecorder:
             self.on_phase(name)
 
     @asynccontextmanager
-    async def step(self, name: str) -> AsyncIterator[None]:
+    async def step(self, name: str) -> AsyncIterator[StepEnd]:
+        """Times one step. It is `ok` unless it raises StepFailed (`failed`) or its body
+        says how it ended through the yielded StepEnd (a failed check, a refusal)."""
         self.phase(name)
         started = workflow.now()
-        outcome = "failed"
+        end = StepEnd()
+        outcome: StepOutcome = "failed"
         detail: str | None = None
         try:
-            yield
-            outcome = "ok"
+            yield end
+            outcome, detail = end.outcome, end.detail
         except StepFailed as failed:
             detail = str(failed)
             raise

@@ -9,6 +9,7 @@ import pytest
 from failover import decisions
 from failover.config import ConfigError, DrillSettings, parse_config
 from failover.models import FailoverResult, Outcome, StepTiming
+from sandbox.demo import rto_seconds
 from tests.unit.test_config import _cluster
 
 # A Wednesday.
@@ -118,6 +119,32 @@ def test_rto_is_measured_to_the_end_of_the_last_passing_verify() -> None:
     assert decisions.verified_switch_seconds(None, None) is None
 
 
+def test_no_rto_from_a_run_whose_verification_failed() -> None:
+    """A verify that found a problem is `failed`: even a run reported switched gives no RTO
+    from it, and neither does a passing path check followed by a failed storefront check."""
+    switch_started = NOON - timedelta(seconds=1)
+    result = _result(Outcome.FAILED_OVER, 3)
+    assert decisions.verified_at(result) == NOON + timedelta(seconds=3)
+    result.steps[-1].outcome = "failed"
+    assert decisions.verified_at(result) is None
+    assert decisions.verified_switch_seconds(switch_started, result) is None
+    path_ok = _result(Outcome.ROLLED_BACK, 3)
+    path_ok.steps.append(
+        StepTiming(
+            name="verify_storefront",
+            started_at=NOON + timedelta(seconds=3),
+            seconds=1,
+            outcome="failed",
+            detail="verify failed: storefront failed: no products",
+        )
+    )
+    assert decisions.verified_at(path_ok) is None
+    assert (
+        decisions.verified_at(_result(Outcome.FAILED_OVER, 3).model_copy(update={"steps": []}))
+        is None
+    )
+
+
 @pytest.mark.parametrize(
     ("changes", "verdict", "starts"),
     [
@@ -208,3 +235,11 @@ def test_drill_settings_are_validated() -> None:
     assert "clusters[0].drill.rto_target_seconds" in errors
     assert "unknown time zone 'Mars/Olympus'" in errors
     assert "start and end are the same" in errors
+
+
+def test_the_demo_reports_no_rto_for_a_run_that_did_not_verify() -> None:
+    fault_at = NOON - timedelta(seconds=2)
+    assert rto_seconds(fault_at, _result(Outcome.FAILED_OVER, 3)) == 5.0
+    rolled_back = _result(Outcome.ROLLED_BACK, 3)
+    rolled_back.steps[-1].outcome = "failed"
+    assert rto_seconds(fault_at, rolled_back) is None
