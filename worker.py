@@ -53,8 +53,15 @@ from workflows.monitor import MonitorWorkflow
 
 DEFAULT_TASK_QUEUE = "search-failover"
 # A killed worker's sticky queue would otherwise hold the next workflow task for 10 s; after
-# 1 s the task goes to the normal queue, where any live worker takes it.
+# 1 s the task goes to the normal queue, where any live worker takes it. (A workflow task the
+# killed worker had already taken waits for the run's task timeout instead: 2 s, set where
+# every workflow is started, failover.temporal.WORKFLOW_TASK_TIMEOUT.)
 STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
+# On SIGINT/SIGTERM (a deploy, a scale-in) running activities get this long to finish before
+# they are cancelled and retried on a live worker; a failover's AWS calls take well under a
+# second, and an hour-long watch would otherwise hold the shutdown. The SDK hands the sticky
+# queue back at shutdown (ShutdownWorker), so no workflow task waits for a worker stopped so.
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 # Libraries only activities use. Some import modules lazily on first use, and the workflow
 # sandbox's import hook sees those imports while a workflow task runs; passing them through
 # keeps them out of the sandbox (and its "imported after initial workflow load" warnings).
@@ -169,7 +176,7 @@ def _activity_options() -> dict[str, Any]:
         "interceptors": _interceptors(),
         "max_concurrent_activities": ACTIVITY_SLOTS,
         "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
-        "graceful_shutdown_timeout": timedelta(seconds=5),
+        "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
     }
 
 

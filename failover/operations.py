@@ -47,6 +47,7 @@ from failover.models import (
     Trigger,
     WatchProgress,
 )
+from failover.temporal import WORKFLOW_TASK_TIMEOUT
 
 FAILOVER_WORKFLOW = "FailoverWorkflow"
 MONITOR_WORKFLOW = "MonitorWorkflow"
@@ -103,6 +104,7 @@ async def _start_failover_run(
             result_type=FailoverResult,
             id_conflict_policy=conflict,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             static_summary=summary,
             static_details=failover_details(request),
             search_attributes=attributes,
@@ -213,6 +215,7 @@ async def ensure_monitor(
             task_queue=task_queue,
             start_signal=signal,
             start_signal_args=[cluster if signal_arg is None else signal_arg],
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             static_summary=summary,
             search_attributes=attributes,
             rpc_timeout=rpc_timeout,
@@ -355,6 +358,7 @@ async def plan_failover(
             id=f"plan-{cluster.name}-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
             result_type=FailoverResult,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             static_summary=summary,
             static_details=failover_details(request),
             search_attributes=attributes,
@@ -392,6 +396,7 @@ async def start_drill(
             id=drill_workflow_id(cluster.name),
             task_queue=task_queue,
             result_type=DrillReport,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             static_summary=summary,
             search_attributes=attributes,
         ),
@@ -432,6 +437,7 @@ def _drill_schedule(
             # Temporal adds the scheduled time: drill-<cluster>-<time>.
             id=drill_schedule_id(cluster.name),
             task_queue=task_queue,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             static_summary=scheduled_drill_summary(cluster.name),
             typed_search_attributes=attributes or TypedSearchAttributes.empty,
         ),

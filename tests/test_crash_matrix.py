@@ -31,13 +31,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from temporalio.api.enums.v1 import EventType, PendingWorkflowTaskState, TimeoutType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from failover.config import AwsSettings, RedisCache, load_config
 from failover.models import FailoverResult, Outcome, Side
 from failover.net import free_port
 from failover.operations import failover_workflow_id
-from failover.temporal import TemporalEndpoint, connect
+from failover.temporal import WORKFLOW_TASK_TIMEOUT, TemporalEndpoint, connect
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, add_rule_remote, clear_rules_remote
 from sandbox.stack import (
     PRIMARY_SIM,
@@ -47,7 +51,7 @@ from sandbox.stack import (
     STANDBY_SIM,
     STANDBY_VALUE,
 )
-from sandbox.waiting import wait_until
+from sandbox.waiting import wait_for, wait_until
 from worker import aws_client_factory
 
 pytestmark = pytest.mark.slow
@@ -64,6 +68,7 @@ DNS_POINTS = [
     "read_record:before",  # snapshot
     "probe_side:before:1",  # confirm
     "probe_side:before:4",  # preflight
+    "probe_switch_target:before",  # preflight: who answers where the record will point
     "upsert_record:before",  # switch
     "upsert_record:after",  # the record changed, completion not reported
     "wait_insync:before",
@@ -90,6 +95,9 @@ NLB_POINTS = [
     "check_storefront:before",
 ]
 PENDING_POLLS = 4  # GetChange PENDING answers for the cases that crash mid-INSYNC-wait
+# A workflow task held by a killed worker must be done by the next one well before
+# Temporal's default task timeout (10 s) would have handed it over.
+HELD_TASK_RESUME_SECONDS = 5.0
 
 
 @dataclass
@@ -242,9 +250,16 @@ class CaseOutcome:
     crashed: bool
     from_side: Side
     seconds: float
+    restarted_at: float | None = None  # wall clock: the fresh worker's start
+    history: list[HistoryEvent] = field(default_factory=list)
 
 
-async def run_case(sandbox: SandboxProcess, crash_at: str | None) -> CaseOutcome:
+async def run_case(
+    sandbox: SandboxProcess, crash_at: str | None, *, hold_workflow_task: bool = False
+) -> CaseOutcome:
+    """One failover, its worker killed at `crash_at`, or (`hold_workflow_task`) while the
+    run's first workflow task is handed to it: stopped (SIGSTOP) while it polls, it takes
+    the task and never answers, and is then SIGKILLed."""
     watch_probe = ControlPlaneWatch(sandbox)
     active = side_of(sandbox.mode, watch_probe.read())
     assert active is not None, f"sandbox control plane in an unknown state: {watch_probe.read()}"
@@ -264,11 +279,22 @@ async def run_case(sandbox: SandboxProcess, crash_at: str | None) -> CaseOutcome
     client = await connect(TemporalEndpoint(**sandbox.info["temporal"]))
     log = sandbox.logs / f"worker-{(crash_at or 'none').replace(':', '-')}.log"
     started = time.monotonic()
+    restarted_at = None
     worker = start_worker(sandbox, log, crash_at)
     try:
         with ControlPlaneWatch(sandbox) as watch:
+            if hold_workflow_task:
+                await _polling(client, sandbox, worker)
+                worker.send_signal(signal.SIGSTOP)
             cli(sandbox, "trigger", SANDBOX_CLUSTER, "--reason", f"crash at {crash_at}")
-            if crash_at:
+            if hold_workflow_task:
+                await _first_task_started(client)
+                worker.send_signal(signal.SIGKILL)
+                code = await asyncio.to_thread(worker.wait, 10)
+                assert code == -signal.SIGKILL, f"worker exited {code}: {log.read_text()}"
+                restarted_at = time.time()
+                worker = start_worker(sandbox, log, None)
+            elif crash_at:
                 code = await asyncio.to_thread(worker.wait, CASE_DEADLINE_SECONDS)
                 assert code == -signal.SIGKILL, f"worker exited {code}: {log.read_text()}"
                 assert f"crash point {crash_at}" in log.read_text()
@@ -279,13 +305,42 @@ async def run_case(sandbox: SandboxProcess, crash_at: str | None) -> CaseOutcome
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(30) == 0, log.read_text()
     clear_rules_remote(proxy)
+    history = await client.get_workflow_handle(
+        failover_workflow_id(SANDBOX_CLUSTER)
+    ).fetch_history()
     return CaseOutcome(
         result=result,
         seen=watch.seen,
-        crashed=crash_at is not None,
+        crashed=crash_at is not None or hold_workflow_task,
         from_side=active,
         seconds=time.monotonic() - started,
+        restarted_at=restarted_at,
+        history=list(history.events),
     )
+
+
+async def _polling(client: Client, sandbox: SandboxProcess, worker: subprocess.Popen) -> None:
+    """Until the server lists this worker process among the workflow task queue's pollers."""
+    queue = load_config(sandbox.config_path).task_queue
+    request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=queue))
+
+    async def listed() -> bool:
+        pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+        return any(p.identity.startswith(f"{worker.pid}@") for p in pollers)
+
+    await wait_for(listed, what="the worker to poll for workflow tasks", timeout_s=30)
+
+
+async def _first_task_started(client: Client) -> None:
+    """Until the run's first workflow task is started: handed to the stopped worker."""
+    handle = client.get_workflow_handle(failover_workflow_id(SANDBOX_CLUSTER))
+    started = PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+
+    async def taken() -> bool:
+        pending = (await handle.describe()).raw_description.pending_workflow_task
+        return pending.state == started
+
+    await wait_for(taken, what="the first workflow task to be handed out", timeout_s=10)
 
 
 async def _result(client: Client) -> FailoverResult:
@@ -339,3 +394,37 @@ async def test_dns_crash_matrix(dns_sandbox: SandboxProcess, crash_at: str | Non
 @pytest.mark.parametrize("crash_at", [None, *NLB_POINTS])
 async def test_nlb_crash_matrix(nlb_sandbox: SandboxProcess, crash_at: str | None) -> None:
     await _run_and_check(nlb_sandbox, crash_at)
+
+
+def _seconds(event: HistoryEvent) -> float:
+    return event.event_time.ToNanoseconds() / 1e9
+
+
+async def test_a_workflow_task_held_by_a_killed_worker_is_done_by_the_next_one_quickly(
+    dns_sandbox: SandboxProcess,
+) -> None:
+    outcome = await run_case(dns_sandbox, None, hold_workflow_task=True)
+    check_case(dns_sandbox, outcome)
+    events, restarted_at = outcome.history, outcome.restarted_at
+    assert restarted_at is not None
+    # The history shows the held task: started (by the killed worker), then timed out.
+    [timed_out] = [
+        e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+    ]
+    attributes = timed_out.workflow_task_timed_out_event_attributes
+    assert attributes.timeout_type == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+    held = next(e for e in events if e.event_id == attributes.started_event_id)
+    held_for = _seconds(timed_out) - _seconds(held)
+    assert held_for < WORKFLOW_TASK_TIMEOUT.total_seconds() + 1, held_for
+    done = next(
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        and _seconds(e) > restarted_at
+    )
+    resumed = _seconds(done) - restarted_at
+    print(
+        f"\nheld workflow task: timed out after {held_for:.2f}s, done {resumed:.2f}s after the "
+        "new worker started"
+    )
+    assert resumed < HELD_TASK_RESUME_SECONDS, resumed

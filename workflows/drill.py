@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         StorefrontTally,
         WriteReportInput,
     )
+    from failover.temporal import WORKFLOW_TASK_TIMEOUT
 
 from workflows.steps import (
     HEARTBEAT_TIMEOUT,
@@ -108,6 +109,7 @@ class DrillWorkflow:
                 WriteReportInput(report=report, directory=cluster.drill.report_dir),
                 result_type=ReportFiles,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=PROBE_RETRY,
                 summary=f"write the report of {report.workflow_id}",
             )
@@ -248,6 +250,7 @@ class DrillWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 execution_timeout=FAILOVER_TIMEOUT,
+                task_timeout=WORKFLOW_TASK_TIMEOUT,
                 static_summary=summary,
                 search_attributes=self._child_attributes(cluster.name, summary),
             )
@@ -289,6 +292,7 @@ class DrillWorkflow:
             GuardrailRequest(cluster=cluster.name, own_workflow_id=workflow.info().workflow_id),
             result_type=GuardrailFacts,
             start_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROBE_RETRY,
             summary=f"running failovers and drills of {cluster.name}, monitor pause",
         )

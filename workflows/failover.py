@@ -241,6 +241,7 @@ class FailoverWorkflow:
                 ),
                 result_type=NotificationSent,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"notify {event}",
             )

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         WatchInput,
         other_side,
     )
+    from failover.temporal import WORKFLOW_TASK_TIMEOUT
 
 from workflows.steps import AWS_RETRY, HEARTBEAT_TIMEOUT, StepFailed, StepRecorder, failure_reason
 from workflows.switchers import make_switcher
@@ -358,13 +359,16 @@ class MonitorWorkflow:
         await self._stop_watchers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._state.generation += 1
+        # Given, not inherited: a monitor started before the timeout was set (Temporal's
+        # 10 s) gets it at its next continue-as-new.
         workflow.continue_as_new(
             MonitorInput(
                 cluster=self._cluster,
                 task_queue=self._task_queue,
                 state=self._state,
                 max_history_events=self._max_events,
-            )
+            ),
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
         )
 
     def _until_next_wake(self) -> timedelta | None:
