@@ -344,6 +344,11 @@ class SideWatch(BaseModel):
     )
     failing_rounds: int = 0
     changed_at: float | None = None
+    failing_since: float | None = Field(
+        default=None,
+        description="epoch seconds of the first failing round of the current streak (the "
+        "vantage point's clock); None when not failing, or from a watch older than the field",
+    )
 
 
 class ClusterWatch(BaseModel):
@@ -354,6 +359,9 @@ class ClusterWatch(BaseModel):
     standby: SideWatch = Field(default_factory=SideWatch)
     rounds: int = 0
     observed_at: float | None = None
+    # Set by the monitor when the report arrives (its own clock): with observed_at, it puts
+    # the vantage point's round times on the monitor's clock, whatever the skew between them.
+    received_at: datetime | None = None
 
     def side(self, side: Side) -> SideWatch:
         return self.primary if side == "primary" else self.standby
@@ -436,6 +444,11 @@ class MonitorState(BaseModel):
     paused_by: str | None = None
     cooldown_until: datetime | None = None
     hold_until: datetime | None = None
+    # The hold-off after attempts that changed nothing (decisions.hold_off): when the last
+    # one ended (None: hold every piece of evidence, as before this field) and how many
+    # came in a row (the back-off).
+    refused_at: datetime | None = None
+    refusals: int = 0
     last_decision: MonitorDecision | None = None
     failovers: list[FailoverRecord] = Field(default_factory=list)
     events: list[MonitorEvent] = Field(default_factory=list)

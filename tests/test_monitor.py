@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from failover import decisions
 from failover.config import ClusterConfig
 from failover.models import (
+    FailoverRecord,
     FailoverResult,
     MonitorEvent,
     MonitorStatus,
@@ -41,8 +42,12 @@ from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, STANDBY_SIM, STANDBY_VALUE
 from sandbox.waiting import wait_for
 from tests.conftest import VANTAGE_SOURCES, Stack
+from tests.test_replay import make_replayer
 
 DEADLINE_S = 20.0
+# Beyond threshold times interval: reports, a re-read of the switch, and the run's start, on a
+# busy 2-core machine.
+DETECTION_SLACK_S = 4.0
 
 
 def tuned(
@@ -420,6 +425,133 @@ async def test_cooldown_blocks_a_second_failover(
     alert = await monitor.wait_decision(decisions.COOLDOWN)
     assert "standby down from" in alert.reason
     await observe_quietly_after_failover(monitor)
+
+
+async def flap_seen_by_the_quorum(stack: Stack, monitor: Monitor) -> None:
+    """One flap of the primary as the quorum sees it: cut off from both probe workers'
+    addresses until the monitor holds both their "down" reports and has acted on them
+    (started a run, or held off), then healed until it holds their recoveries. The
+    failover worker's own address is never cut off: a run started on the flap probes the
+    primary up and ends `not_confirmed`, the way a flap between probes would."""
+    sim = stack.fleet.clusters[PRIMARY_SIM]
+    cut_off = monitor.cluster.monitor.vantage_points[1:]
+    runs = len((await monitor.status()).state.failovers)
+
+    async def seen(state: str) -> bool:
+        status = await monitor.status()
+        views = status.state.views
+        return status.phase == "watching" and all(
+            v in views and views[v].primary.state == state for v in cut_off
+        )
+
+    async def acted_on() -> bool:
+        status = await monitor.status()
+        decision = status.state.last_decision
+        return len(status.state.failovers) > runs or (
+            await seen("down")
+            and decision is not None
+            and decision.reason.startswith(decisions.HOLDING_OFF)
+        )
+
+    sim.partition(list(VANTAGE_SOURCES))
+    await wait_for(acted_on, what="the monitor to act on the flap", timeout_s=DEADLINE_S)
+    sim.heal()
+    await wait_for(lambda: seen("healthy"), what="the recovery", timeout_s=DEADLINE_S)
+
+
+async def finished_runs(monitor: Monitor) -> list[FailoverRecord]:
+    async def all_finished() -> bool:
+        status = await monitor.status()
+        return status.phase == "watching" and all(
+            f.result is not None for f in status.state.failovers
+        )
+
+    await wait_for(all_finished, what="every run to finish")
+    return (await monitor.status()).state.failovers
+
+
+async def test_flapping_primary_backs_off_without_a_switch_or_a_storm(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """Five flaps, each a confirmation from the quorum that the run it starts refutes: the
+    first flap's run, then (a down streak that began after it ended is new evidence) the
+    second's; after two attempts in a row that changed nothing every flap is held off."""
+    monitor = await monitor_of()
+    started = time.monotonic()
+    # Only the last events are kept: collect what each flap left as it goes.
+    events: dict[tuple[str, str, str], MonitorEvent] = {}
+    for _ in range(5):
+        await flap_seen_by_the_quorum(monitor_stack, monitor)
+        events |= {(e.at.isoformat(), e.kind, e.reason): e for e in await monitor_events(monitor)}
+    runs = await finished_runs(monitor)
+    elapsed = time.monotonic() - started
+    print(f"flapping: {len(runs)} runs in {elapsed:.1f}s of 5 flaps")
+    assert [r.result for r in runs] == [Outcome.NOT_CONFIRMED] * 2, runs
+    assert monitor_stack.record_values() != [STANDBY_VALUE]
+    status = await monitor.status()
+    assert status.state.active == "primary"
+    assert status.state.refusals == 2
+    seen = sorted(events.values(), key=lambda e: e.at)
+    backed_off = [
+        e
+        for e in seen
+        if e.kind == "decision_none"
+        and e.reason.startswith(decisions.HOLDING_OFF)
+        and "2 attempts in a row changed nothing, backing off until" in e.reason
+    ]
+    assert len(backed_off) >= 3, "flaps 3 to 5 held off"  # one per flap: repeats are not kept
+    assert [e.reason for e in seen if e.kind == "hold_off"] == [
+        f"{decisions.HOLDING_OFF} 60s: 1 attempt(s) in a row changed nothing; "
+        "a new down streak is still acted on at once",
+        f"{decisions.HOLDING_OFF} 120s: 2 attempt(s) in a row changed nothing; "
+        "backing off, new down streaks too",
+    ]
+
+
+async def monitor_events(monitor: Monitor) -> list[MonitorEvent]:
+    return (await monitor.status()).state.events
+
+
+async def test_an_outage_just_after_a_refuted_flap_fails_over_in_detection_time(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """The primary flaps (one run, `not_confirmed`), then really dies 10 s after that run
+    ended: a new down streak, not the evidence the run refuted, so no 60 s hold-off."""
+    monitor = await monitor_of()
+    await flap_seen_by_the_quorum(monitor_stack, monitor)
+    [refuted] = await finished_runs(monitor)
+    assert refuted.result == Outcome.NOT_CONFIRMED, refuted
+    assert refuted.finished_at is not None
+    outage_at = refuted.finished_at.timestamp() + 10.0
+
+    async def ten_seconds_after_the_run() -> bool:
+        assert len((await monitor.status()).state.failovers) == 1, "a run on the old evidence"
+        return time.time() >= outage_at
+
+    await wait_for(ten_seconds_after_the_run, what="10 s after the run", timeout_s=DEADLINE_S)
+    faulted_at = time.time()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+    probe = monitor.cluster.probe
+    detection_s = probe.failure_threshold * probe.interval_seconds + DETECTION_SLACK_S
+
+    async def failover_started() -> bool:
+        return len((await monitor.status()).state.failovers) == 2
+
+    await wait_for(failover_started, what="a failover on the outage", timeout_s=detection_s)
+    runs = (await monitor.status()).state.failovers
+    detected = runs[-1].started_at.timestamp() - faulted_at
+    print(
+        f"outage {faulted_at - refuted.finished_at.timestamp():.1f}s after a refuted run: "
+        f"failover started {detected:.2f}s after the fault (limit {detection_s:.1f}s)"
+    )
+    assert runs[-1].reason.startswith(decisions.FAILING_OVER), runs[-1].reason
+    [_, outage] = await finished_runs(monitor)
+    assert outage.result == Outcome.FAILED_OVER, outage.result_reason
+    assert monitor_stack.record_values() == [STANDBY_VALUE]
+    # The patched path (`hold-off-evidence`) replays as it ran.
+    assert monitor.handle is not None
+    history = await monitor.handle.fetch_history()
+    assert (await make_replayer().replay_workflow(history)).replay_failure is None
 
 
 async def observe_quietly_after_failover(monitor: Monitor) -> None:

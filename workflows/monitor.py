@@ -60,7 +60,10 @@ WATCH_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
 )
 # After a failover that changed nothing (not confirmed, aborted) the monitor waits this
-# long before trying again, so a side that stays down cannot start a run every second.
+# long before trying again on the same evidence, so a side that stays down cannot start a
+# run every second. Runs from before the `hold-off-evidence` patch keep exactly this; since
+# it, decisions.hold_off_after doubles it for attempts in a row, and decisions.hold_off
+# lets a down streak that began after the attempt ended through (the first time).
 HOLD_AFTER_REFUSAL = timedelta(seconds=60)
 FAILOVER_AWAIT_TIMEOUT = timedelta(hours=2)
 KEEP_EVENTS = 50
@@ -177,6 +180,8 @@ class MonitorWorkflow:
             paused_reason=state.paused_reason,
             cooldown_until=state.cooldown_until,
             hold_until=state.hold_until,
+            refused_at=state.refused_at,
+            refusals=state.refusals,
             auto_failover=self._cluster.monitor.auto_failover,
             auto_failback=self._cluster.monitor.auto_failback,
         )
@@ -223,7 +228,7 @@ class MonitorWorkflow:
             )
         except ActivityError as err:
             self._alert(f"failover not started: {failure_reason(err)}")
-            state.hold_until = workflow.now() + HOLD_AFTER_REFUSAL
+            self._hold_off()
             self._phase = "watching"
             return
         record = FailoverRecord(
@@ -261,11 +266,27 @@ class MonitorWorkflow:
         self._event("failover_finished", f"{result.result.value}: {result.reason}")
         if result.result in SWITCHED:
             state.cooldown_until = now + timedelta(seconds=self._cluster.monitor.cooldown_seconds)
+            if workflow.patched("hold-off-evidence"):
+                # Traffic moved: the attempts that changed nothing are history.
+                state.hold_until, state.refused_at, state.refusals = None, None, 0
         else:
-            state.hold_until = now + HOLD_AFTER_REFUSAL
+            self._hold_off()
         await self._read_active_side()
         self._phase = "watching"
         self._dirty = True
+
+    def _hold_off(self) -> None:
+        """After an attempt that changed nothing (or did not start): hold off its evidence."""
+        state = self._state
+        now = workflow.now()
+        if not workflow.patched("hold-off-evidence"):
+            state.hold_until = now + HOLD_AFTER_REFUSAL
+            return
+        state.refusals, state.hold_until, why = decisions.hold_off_after(
+            refusals=state.refusals, refused_at=state.refused_at, now=now
+        )
+        state.refused_at = now
+        self._event("hold_off", why)
 
     async def _read_active_side(self) -> None:
         """Which side takes traffic, read from AWS (the record or the registered targets)."""
@@ -333,6 +354,8 @@ class MonitorWorkflow:
                 self._event("vantage_back", f"vantage point {vantage} answers again")
                 self._dirty = True
             previous = state.views.get(vantage) or ClusterWatch(vantage=vantage)
+            # On the monitor's clock: when its streaks began is judged against it (hold-off).
+            view.received_at = workflow.now()
             state.views[vantage] = view
             if previous.states() != view.states():
                 self._event("observed", _describe_view(view))

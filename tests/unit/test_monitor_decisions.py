@@ -599,3 +599,231 @@ def test_auto_failover_off_also_stops_an_allowed_failback() -> None:
     decision = standby_active_down(auto_failback=True, auto_failover=False)
     assert decision.action == "alert"
     assert decision.reason.startswith(decisions.AUTO_OFF)
+
+
+# --- the hold-off after attempts that changed nothing: new evidence, back-off ---------------
+
+SEEN = "primary down from 2 of 3 vantage points (quorum 2)"
+ENDED = NOW - timedelta(seconds=20)  # the refuted run ended 20 s ago
+HOLD = ENDED + timedelta(seconds=60)
+
+
+def test_failing_since_is_the_first_failing_round_of_the_streak() -> None:
+    suspect = fold(SideWatch(), "failing", 100.0)
+    assert suspect.failing_since == 100.0
+    down = fold_failing(suspect, 105.0, 110.0, 115.0, 120.0)
+    assert down.state == "down" and down.failing_at == [110.0, 115.0, 120.0]
+    assert down.failing_since == 100.0
+
+
+def test_a_good_round_ends_failing_since_and_the_next_streak_starts_anew() -> None:
+    down = fold_failing(SideWatch(), 100.0, 105.0, 110.0)
+    healthy = fold(down, "healthy", 115.0, reason=None)
+    assert healthy.failing_since is None
+    assert fold(healthy, "failing", 120.0).failing_since == 120.0
+
+
+def test_failing_since_of_a_watch_older_than_the_field() -> None:
+    # Its failing_at still begins with the streak's first round: nothing was dropped.
+    old = SideWatch(state="suspect", failing_at=[100.0, 105.0], failing_rounds=2)
+    assert fold(old, "failing", 110.0).failing_since == 100.0
+    # Rounds were dropped (6 failing, 3 kept): the start is not known.
+    longer = SideWatch(state="down", failing_at=[120.0, 125.0, 130.0], failing_rounds=6)
+    assert fold(longer, "failing", 135.0).failing_since is None
+
+
+def reported(
+    vantage: str, began: datetime | None, *, skew_s: float = 0.0, received: datetime = NOW
+) -> ClusterWatch:
+    """A vantage point reporting the primary down, its streak begun at `began` (monitor's
+    clock), its own clock `skew_s` ahead of the monitor's, received by the monitor at
+    `received` (the report's latency is left out: it only shifts the start a little)."""
+    observed = received.timestamp() + skew_s
+    since = None if began is None else began.timestamp() + skew_s
+    primary = DOWN_WATCH.model_copy(update={"failing_since": since})
+    return ClusterWatch(
+        vantage=vantage, primary=primary, observed_at=observed, received_at=received
+    )
+
+
+def test_streak_began_is_placed_on_the_monitors_clock_whatever_the_skew() -> None:
+    began = NOW - timedelta(seconds=3)
+    for skew in (-120.0, 0.0, 45.0):
+        at = decisions.streak_began(reported("az-a", began, skew_s=skew), "primary")
+        assert at is not None and abs((at - began).total_seconds()) < 1e-3, skew
+
+
+def test_streak_began_is_unknown_without_a_start_or_a_receipt() -> None:
+    assert decisions.streak_began(reported("az-a", None), "primary") is None
+    never_received = reported("az-a", NOW).model_copy(update={"received_at": None})
+    assert decisions.streak_began(never_received, "primary") is None
+    assert decisions.streak_began(view("az-a"), "primary") is None
+
+
+def test_evidence_since_is_the_quorum_th_latest_streak_start() -> None:
+    t1, t2, t3 = (NOW - timedelta(seconds=s) for s in (30, 10, 5))
+    views = [reported("az-a", t1), reported("az-b", t2), reported("az-c", t3)]
+    assert decisions.evidence_since(views, "primary", 2) == t2
+    assert decisions.evidence_since(views, "primary", 3) == t1
+    assert decisions.evidence_since(views, "primary", 1) == t3
+
+
+def test_evidence_since_is_unknown_when_too_few_starts_are_known() -> None:
+    views = [reported("az-a", NOW), reported("az-b", None)]
+    assert decisions.evidence_since(views, "primary", 2) is None
+
+
+def held(**overrides: object):
+    arguments: dict[str, object] = {
+        "now": NOW,
+        "hold_until": HOLD,
+        "refused_at": ENDED,
+        "refusals": 1,
+        "since": ENDED - timedelta(seconds=2),
+    } | overrides
+    return decisions.hold_off(SEEN, **arguments)
+
+
+def test_hold_off_holds_the_evidence_the_refuted_run_saw() -> None:
+    since = ENDED - timedelta(seconds=2)
+    decision = held(since=since)
+    assert decision is not None and decision.action == "none"
+    assert decision.reason == (
+        f"holding off: {SEEN}; the evidence (a quorum down since {since.isoformat()}) is "
+        f"what the last attempt saw, which ended at {ENDED.isoformat()} and changed nothing, "
+        f"next try after {HOLD.isoformat()}"
+    )
+
+
+def test_hold_off_holds_a_streak_that_began_exactly_when_the_run_ended() -> None:
+    decision = held(since=ENDED)
+    assert decision is not None and decision.reason.startswith(decisions.HOLDING_OFF)
+
+
+def test_hold_off_lets_a_streak_that_began_after_the_run_ended_through() -> None:
+    assert held(since=ENDED + timedelta(seconds=10)) is None
+
+
+def test_hold_off_holds_evidence_of_unknown_age() -> None:
+    decision = held(since=None)
+    assert decision is not None and decision.action == "none"
+    assert decision.reason == (
+        f"holding off: {SEEN}; no new down streak since the last attempt ended at "
+        f"{ENDED.isoformat()} and changed nothing, next try after {HOLD.isoformat()}"
+    )
+
+
+def test_hold_off_backs_off_new_evidence_too_after_two_attempts_in_a_row() -> None:
+    decision = held(refusals=2, since=ENDED + timedelta(seconds=10))
+    assert decision is not None and decision.action == "none"
+    assert decision.reason == (
+        f"holding off: {SEEN}; 2 attempts in a row changed nothing, backing off until "
+        f"{HOLD.isoformat()}"
+    )
+
+
+def test_hold_off_without_a_refused_at_holds_everything_as_before() -> None:
+    decision = held(refused_at=None, refusals=0, since=NOW)
+    assert decision is not None
+    assert decision.reason == (
+        f"holding off: {SEEN}; the last attempt changed nothing, next try after {HOLD.isoformat()}"
+    )
+
+
+@pytest.mark.parametrize("until", [None, NOW, NOW - timedelta(seconds=1)])
+def test_no_hold_off_once_it_is_over(until: datetime | None) -> None:
+    assert held(hold_until=until, refusals=5, since=None) is None
+
+
+def test_monitor_decision_holds_the_refuted_evidence_and_acts_on_a_new_streak() -> None:
+    guards = {"hold_until": HOLD, "refused_at": ENDED, "refusals": 1}
+    before = ENDED - timedelta(seconds=2)
+    old = [reported("az-a", before), reported("az-b", before), view("az-c")]
+    decision = decide(old, **guards)
+    assert decision.action == "none"
+    assert decision.reason.startswith(f"{decisions.HOLDING_OFF}: {SEEN}; the evidence")
+    after = ENDED + timedelta(seconds=10)
+    new = [reported("az-a", after), reported("az-b", after), view("az-c")]
+    decision = decide(new, **guards)
+    assert decision.action == "failover"
+    assert decision.reason.startswith(f"{decisions.FAILING_OVER}: {SEEN}")
+
+
+def test_monitor_decision_needs_a_quorum_of_new_streaks() -> None:
+    guards = {"hold_until": HOLD, "refused_at": ENDED, "refusals": 1}
+    # az-a has been down since before the run ended; only az-b's streak is new.
+    views = [
+        reported("az-a", ENDED - timedelta(seconds=5)),
+        reported("az-b", ENDED + timedelta(seconds=10)),
+        view("az-c"),
+    ]
+    decision = decide(views, **guards)
+    assert decision.action == "none" and decision.reason.startswith(decisions.HOLDING_OFF)
+
+
+def test_an_alarm_during_the_hold_off_is_held() -> None:
+    decision = decisions.alarm_decision(
+        alarm="sns alarm 'search-red'",
+        active="primary",
+        active_problem=None,
+        views=[view(v) for v in VANTAGES],
+        quorum=2,
+        guards=decisions.Guards(now=NOW, hold_until=HOLD, refused_at=ENDED, refusals=1),
+    )
+    assert decision.action == "none"
+    assert decision.reason.startswith(
+        f"{decisions.HOLDING_OFF}: sns alarm 'search-red' says primary is failing; "
+        "no new down streak since the last attempt"
+    )
+
+
+def test_manual_failback_beats_a_refused_attempts_hold_off() -> None:
+    views = [reported(v, ENDED - timedelta(seconds=1)) for v in VANTAGES]
+    views = [v.model_copy(update={"primary": HEALTHY, "standby": v.primary}) for v in views]
+    decision = decide(views, active="standby", hold_until=HOLD, refused_at=ENDED, refusals=1)
+    assert decision.reason.startswith(decisions.MANUAL_FAILBACK)
+
+
+def after_refusal(refusals: int, refused_at: datetime | None):
+    return decisions.hold_off_after(refusals=refusals, refused_at=refused_at, now=NOW)
+
+
+def test_the_first_attempt_that_changed_nothing_holds_60_s() -> None:
+    count, until, why = after_refusal(0, None)
+    assert (count, until) == (1, NOW + timedelta(seconds=60))
+    assert why == (
+        "holding off 60s: 1 attempt(s) in a row changed nothing; "
+        "a new down streak is still acted on at once"
+    )
+
+
+def test_attempts_in_a_row_back_off_doubling_up_to_ten_minutes() -> None:
+    refusals, refused_at, holds = 0, None, []
+    now = NOW
+    for _ in range(7):
+        refusals, until, _why = decisions.hold_off_after(
+            refusals=refusals, refused_at=refused_at, now=now
+        )
+        holds.append((until - now).total_seconds())
+        refused_at, now = now, until + timedelta(seconds=5)
+    assert holds == [60, 120, 240, 480, 600, 600, 600]
+    assert refusals == 7
+
+
+def test_the_second_attempt_in_a_row_backs_off_new_streaks_too() -> None:
+    count, until, why = after_refusal(1, NOW - timedelta(seconds=30))
+    assert (count, until) == (2, NOW + timedelta(seconds=120))
+    assert why == (
+        "holding off 120s: 2 attempt(s) in a row changed nothing; backing off, new down streaks too"
+    )
+
+
+def test_the_back_off_is_forgotten_after_a_quiet_half_hour() -> None:
+    count, until, _ = after_refusal(4, NOW - timedelta(minutes=31))
+    assert (count, until) == (1, NOW + timedelta(seconds=60))
+    count, _, _ = after_refusal(4, NOW - timedelta(minutes=29))
+    assert count == 5
+
+
+def test_a_count_without_an_end_time_starts_over() -> None:
+    assert after_refusal(3, None)[0] == 1
