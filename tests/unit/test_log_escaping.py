@@ -153,11 +153,14 @@ def test_configure_installs_the_escaping_formatters() -> None:
         root.setLevel(level)
 
 
-def test_a_lone_surrogate_is_escaped_too(captured: dict[str, io.StringIO]) -> None:
-    """Made inside the test, not a parameter: pytest-xdist cannot send a test's parameters
-    to the controller when they are not valid UTF-8."""
+def test_a_lone_surrogate_is_escaped_too() -> None:
+    """Formatted directly, not logged: pytest's own log capture keeps the raw record, and
+    pytest-xdist cannot send text that is not valid UTF-8 to its controller."""
     raw = "a" + chr(0xD800) + "b"
     assert logs.escape(raw) == r"a\ud800b"
-    logging.getLogger("tests.log_escaping").warning("alarm rejected: %s", raw)
-    assert captured["text"].getvalue() == "alarm rejected: a\\ud800b\n"
-    assert json.loads(captured["json"].getvalue())["message"] == r"alarm rejected: a\ud800b"
+    record = logging.LogRecord(
+        "tests.log_escaping", logging.WARNING, __file__, 1, "alarm rejected: %s", (raw,), None
+    )
+    assert logs.formatter("text").format(record) == r"alarm rejected: a\ud800b"
+    line = logs.formatter("json").format(record)
+    assert line.isascii() and json.loads(line)["message"] == r"alarm rejected: a\ud800b"
