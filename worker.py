@@ -11,21 +11,19 @@ import asyncio
 import gc
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import boto3
 import httpx
 import typer
-from botocore.config import Config as BotoConfig
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.aws import aws_client_factory
 from activities.caches import CacheActivities
 from activities.control import FailoverControlActivities
 from activities.heartbeat import AutoHeartbeat
@@ -39,6 +37,7 @@ from activities.watch import ClusterWatchActivities
 from failover import logs, metrics, visibility
 from failover.config import AppConfig, AwsSettings, ConfigError, load_config
 from failover.operations import ensure_monitors
+from failover.process import exit_now, stop_on_signals
 from failover.receiver import check_receiver_config, serve_receiver
 from failover.temporal import (
     EmbeddedTemporalServer,
@@ -75,24 +74,6 @@ ACTIVITY_SLOTS = 2000
 # progress (rounds, what it sees) stays fresh in `failover monitor status`.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 ACTIVITY_ONLY_MODULES = ("redis", "opentelemetry", "dns", "httpx", "aiohttp", "boto3", "botocore")
-
-
-def aws_client_factory(aws: AwsSettings, service: str) -> Callable[[], Any]:
-    """boto3 clients with botocore's retries off: Temporal's retry policy owns retrying."""
-
-    def make() -> Any:
-        return boto3.session.Session().client(
-            service,
-            region_name=aws.region,
-            endpoint_url=str(aws.endpoint_url).rstrip("/") if aws.endpoint_url else None,
-            config=BotoConfig(
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=20,
-            ),
-        )
-
-    return make
 
 
 def build_worker(
@@ -180,22 +161,19 @@ def _activity_options() -> dict[str, Any]:
     }
 
 
-def _interceptors() -> list[Interceptor]:
-    interceptors: list[Interceptor] = [AutoHeartbeat()]
-    if os.environ.get("FAILOVER_CRASH_AT"):  # durability tests choose a crash point
-        from sandbox.crash import interceptor_from_env
+# Interceptors a wrapping entry point adds to every worker this process builds: the
+# sandbox's crash points (`python -m sandbox.crash`), without the runtime knowing of them.
+EXTRA_INTERCEPTORS: list[Interceptor] = []
 
-        interceptors.append(interceptor_from_env())  # type: ignore[arg-type]
-    return interceptors
+
+def _interceptors() -> list[Interceptor]:
+    return [AutoHeartbeat(), *EXTRA_INTERCEPTORS]
 
 
 async def run_until_signalled(
     worker: Worker, on_started: Callable[[], Awaitable[None]] | None = None
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with worker:
         if on_started is not None:
             await on_started()
@@ -213,7 +191,8 @@ async def keep_monitors_running(client: Client, config: AppConfig) -> None:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
-    from failover.operations import ensure_monitor, monitor_workflow_id
+    from failover.names import monitor_workflow_id
+    from failover.operations import ensure_monitor
 
     while True:
         await asyncio.sleep(MONITOR_CHECK_EVERY_SECONDS)
@@ -360,13 +339,13 @@ def main(
         except ConfigError as err:
             for line in err.errors:
                 print(f"config error: {line}", file=sys.stderr)
-            _exit(2)
+            exit_now(2)
     elif receiver:
         print("config error: --receiver needs --config with a receiver section", file=sys.stderr)
-        _exit(2)
+        exit_now(2)
     if log_format not in ("text", "json"):
         print(f"error: --log-format must be text or json, not {log_format!r}", file=sys.stderr)
-        _exit(2)
+        exit_now(2)
     logs.configure(log_format)  # type: ignore[arg-type]
     if metrics_address is not None:
         metrics.serve_prometheus(metrics_address)
@@ -380,14 +359,7 @@ def main(
             receiver=receiver,
         )
     )
-    _exit(0)
-
-
-def _exit(code: int) -> None:
-    """Exit at once: temporalio's runtime can crash the interpreter at teardown (code 134)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(0)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -21,6 +23,30 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 from temporalio.exceptions import ApplicationError
+
+from failover.config import AwsSettings
+
+
+def aws_client_factory(aws: AwsSettings, service: str) -> Callable[[], Any]:
+    """boto3 clients with botocore's retries off: Temporal's retry policy owns retrying.
+
+    The only place that makes boto3 clients; activities receive factories, never boto3.
+    """
+
+    def make() -> Any:
+        return boto3.session.Session().client(
+            service,
+            region_name=aws.region,
+            endpoint_url=str(aws.endpoint_url).rstrip("/") if aws.endpoint_url else None,
+            config=BotoConfig(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=20,
+            ),
+        )
+
+    return make
+
 
 # Errors that no retry will fix: wrong rights, wrong zone, a change AWS will never accept.
 PERMANENT_AWS_ERRORS = frozenset(

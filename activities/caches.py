@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import shlex
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsCaller
+from activities.secrets import secret_from_env
 from failover.config import RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
 
@@ -35,12 +35,7 @@ VARNISH_TIMEOUT_SECONDS = 10.0  # what Magento's own purge uses
 def _secret(env_name: str | None) -> str | None:
     if env_name is None:
         return None
-    value = os.environ.get(env_name)
-    if value is None:
-        raise ApplicationError(
-            f"environment variable {env_name} is not set", type="MissingSecret", non_retryable=True
-        )
-    return value
+    return secret_from_env(env_name)
 
 
 class CacheActivities:

@@ -19,12 +19,8 @@ from failover.models import (
     GuardrailRequest,
     StartFailoverInput,
 )
-from failover.operations import (
-    DRILL_WORKFLOW,
-    failover_workflow_id,
-    monitor_status,
-    start_or_attach_failover,
-)
+from failover.names import DRILL_WORKFLOW, drill_workflow_prefix, failover_workflow_id
+from failover.operations import monitor_status, start_or_attach_failover
 
 
 class FailoverControlActivities:
@@ -64,7 +60,7 @@ class FailoverControlActivities:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
         query = f"WorkflowType = '{DRILL_WORKFLOW}' AND ExecutionStatus = 'Running'"
-        prefix = f"drill-{request.cluster}-"
+        prefix = drill_workflow_prefix(request.cluster)
         async for execution in self.client.list_workflows(query):
             if execution.id.startswith(prefix) and execution.id != request.own_workflow_id:
                 facts.running.append(execution.id)

@@ -7,7 +7,6 @@ workflow logs and counts it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsCaller
+from activities.secrets import secret_from_env
 from failover.models import Notification, NotificationSent
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
@@ -50,13 +50,7 @@ class NotifyActivities:
     async def _post_webhook(self, request: Notification) -> None:
         name = request.webhook_url_env
         assert name is not None
-        url = os.environ.get(name)
-        if not url:
-            raise ApplicationError(
-                f"webhook URL not set: environment variable {name}",
-                type="MissingSecret",
-                non_retryable=True,
-            )
+        url = secret_from_env(name, "webhook URL")
         async with httpx.AsyncClient(
             timeout=WEBHOOK_TIMEOUT_SECONDS, transport=self.http_transport
         ) as client:

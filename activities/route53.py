@@ -12,7 +12,7 @@ import asyncio
 from temporalio import activity
 
 from activities.aws import AwsCaller
-from failover.decisions import normalise_record_value
+from failover.config import normalise_record_value
 from failover.models import (
     ChangeRef,
     RecordRef,

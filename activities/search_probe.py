@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -23,6 +22,7 @@ from botocore.session import Session as BotocoreSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.secrets import secret_from_env
 from failover import metrics
 from failover.config import BasicAuth, ClusterSide, SigV4Auth, TlsSettings
 from failover.decisions import BAD_ANSWER
@@ -70,14 +70,7 @@ class AwsSigV4Auth(httpx.Auth):
 
 def basic_password(auth: BasicAuth) -> str:
     """The basic-auth password, read from its environment variable now."""
-    password = os.environ.get(auth.password_env)
-    if password is None:
-        raise ApplicationError(
-            f"environment variable {auth.password_env} (basic-auth password) is not set",
-            type="MissingSecret",
-            non_retryable=True,
-        )
-    return password
+    return secret_from_env(auth.password_env, "basic-auth password")
 
 
 def http_auth(side: ClusterSide) -> httpx.Auth | None:

@@ -192,7 +192,7 @@ class ClusterWatchActivities:
         identities: dict[str, str | None],
         round_number: int,
     ) -> tuple[decisions.SideHealth, str | None]:
-        settings = cluster.primary if side == "primary" else cluster.standby
+        settings = cluster.side(side)
         timeout = cluster.probe.timeout_seconds
         urls = [str(n) for n in settings.nodes]
         ask = {

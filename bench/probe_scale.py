@@ -78,11 +78,13 @@ from temporalio.runtime import (  # noqa: E402
 )
 
 import worker as worker_module  # noqa: E402
+from activities.aws import aws_client_factory  # noqa: E402
 from activities.watch import ClusterWatchActivities, NodeFetcher  # noqa: E402
 from failover.config import AwsSettings, ClusterConfig, MonitorSettings, parse_config  # noqa: E402
-from failover.net import free_port  # noqa: E402
-from failover.operations import ensure_monitor, monitor_workflow_id  # noqa: E402
+from failover.names import monitor_workflow_id  # noqa: E402
+from failover.operations import ensure_monitor  # noqa: E402
 from failover.temporal import EmbeddedTemporalServer  # noqa: E402
+from sandbox.net import free_port  # noqa: E402
 from sandbox.search_sim import FaultMode, NodeFault, set_fault_remote  # noqa: E402
 from sandbox.stack import (  # noqa: E402
     PRIMARY_HOSTS,
@@ -953,7 +955,7 @@ async def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
     moto_url = moto.url
     sims.wait_ready()
     moto.wait_ready()
-    route53 = worker_module.aws_client_factory(AwsSettings(endpoint_url=moto_url), "route53")()
+    route53 = aws_client_factory(AwsSettings(endpoint_url=moto_url), "route53")()
     zone_id = await asyncio.to_thread(
         create_zone_and_records, route53, primary_ips=PRIMARY_HOSTS, standby_ips=STANDBY_HOSTS
     )

@@ -41,8 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from failover.models import FailoverResult, Outcome, Side  # noqa: E402
-from failover.net import free_port  # noqa: E402
-from failover.operations import failover_workflow_id  # noqa: E402
+from failover.names import failover_workflow_id  # noqa: E402
 from failover.temporal import WORKFLOW_TASK_TIMEOUT, TemporalEndpoint, connect  # noqa: E402
 from sandbox.aws_fault_proxy import (  # noqa: E402
     FaultKind,
@@ -50,6 +49,7 @@ from sandbox.aws_fault_proxy import (  # noqa: E402
     add_rule_remote,
     clear_rules_remote,
 )
+from sandbox.net import free_port  # noqa: E402
 from sandbox.stack import PRIMARY_SIM, SANDBOX_AWS_ENV, SANDBOX_CLUSTER, STANDBY_SIM  # noqa: E402
 from sandbox.waiting import wait_until  # noqa: E402
 
@@ -76,7 +76,7 @@ def worker(env: dict[str, str], config: str, log: Path, crash_at: str | None) ->
     extra = {"FAILOVER_CRASH_AT": crash_at} if crash_at else {}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, ROOT / "worker.py", "--config", config, "--no-monitors"],
+            [sys.executable, "-m", "sandbox.crash", "--config", config, "--no-monitors"],
             env=env | extra,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shutil
-import signal
-import sys
 from collections.abc import Coroutine
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -22,18 +19,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from failover import logs
+from failover import logs, names
 from failover.config import AppConfig, ConfigError, load_config
+from failover.process import exit_now
 from failover.temporal import connect, find_endpoint, state_dir
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
-sandbox_app = typer.Typer(no_args_is_help=True, help="The embedded local stack.")
 monitor_app = typer.Typer(
     no_args_is_help=True, help="The always-on monitors (one workflow per cluster)."
 )
 app.add_typer(config_app, name="config")
-app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(monitor_app, name="monitor")
 drill_app = typer.Typer(
     no_args_is_help=True, help="Failover drills: run one, schedule them, read their reports."
@@ -56,32 +52,25 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
-def _exit(code: int) -> NoReturn:
-    """Exit at once after flushing: temporalio can crash the interpreter at teardown."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except RuntimeError as exc:
         err.print(f"error: {exc}")
-        _exit(2)
+        exit_now(2)
 
 
 def _load(config: Path | None) -> AppConfig:
     path = config or state_dir() / "config.yaml"
     if config is None and not path.exists():
         err.print("error: no --config given and no running sandbox config at " + str(path))
-        _exit(2)
+        exit_now(2)
     try:
         return load_config(path)
     except ConfigError as exc:
         for line in exc.errors:
             err.print(f"{path}: {line}")
-        _exit(2)
+        exit_now(2)
 
 
 @config_app.command("check")
@@ -93,10 +82,10 @@ def config_check(file: Path) -> None:
         for line in exc.errors:
             out.print(f"{file}: {line}")
         out.print(f"{file}: {len(exc.errors)} error(s)")
-        _exit(2)
+        exit_now(2)
     names = ", ".join(c.name for c in config.clusters)
     out.print(f"{file}: valid ({len(config.clusters)} cluster(s): {names})")
-    _exit(0)
+    exit_now(0)
 
 
 @app.command()
@@ -112,7 +101,7 @@ def trigger(
         cluster_config = app_config.cluster(cluster)
     except ConfigError as exc:
         err.print(f"error: {exc}")
-        _exit(2)
+        exit_now(2)
 
     async def go() -> dict[str, Any]:
         from failover.operations import start_or_attach_failover
@@ -135,7 +124,7 @@ def trigger(
         out.print(f"failover {started['workflow_id']} run {started['run_id']}")
         if started["ui_url"]:
             out.print(f"watch it: {started['ui_url']}")
-    _exit(0)
+    exit_now(0)
 
 
 @app.command()
@@ -164,7 +153,7 @@ def status(cluster: Annotated[str | None, typer.Argument()] = None, as_json: Jso
         out.print("no failovers have run")
     for state in [] if as_json else states:
         _print_state(state)
-    _exit(0 if all("error" not in s for s in states) else 1)
+    exit_now(0 if all("error" not in s for s in states) else 1)
 
 
 def _print_state(state: dict[str, Any]) -> None:
@@ -189,216 +178,12 @@ def _print_steps(steps: list[dict[str, Any]], rto: float | None = None) -> None:
         out.print(f"RTO (fault → verified switch): {rto:.3f} s", style="bold")
 
 
-ModeOption = Annotated[str, typer.Option("--mode", help="how traffic moves: dns (Route 53) or nlb")]
-ProbeIntervalOption = Annotated[
-    float, typer.Option("--probe-interval", min=0.05, help="seconds between probe rounds")
-]
-
-
-def _mode(mode: str) -> str:
-    if mode not in ("dns", "nlb"):
-        err.print(f"error: --mode must be dns or nlb, not {mode!r}")
-        _exit(2)
-    return mode
-
-
-@sandbox_app.command("up")
-def sandbox_up(
-    mode: ModeOption = "dns",
-    with_worker: Annotated[bool, typer.Option("--worker/--no-worker")] = True,
-    port: Annotated[int, typer.Option(help="Temporal gRPC port")] = 7233,
-    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port")] = 8233,
-    probe_interval: ProbeIntervalOption = 1.0,
-    monitors: Annotated[
-        bool, typer.Option(help="start the cluster's monitor (with the in-process worker)")
-    ] = True,
-) -> None:
-    """Run the local stack in the foreground until Ctrl-C."""
-    from sandbox.stack import Sandbox
-
-    async def go() -> None:
-        sandbox = Sandbox(
-            state_dir(),
-            mode=_mode(mode),  # type: ignore[arg-type]
-            temporal_port=port,
-            ui_port=ui_port,
-            with_worker=with_worker,
-            probe_interval=probe_interval,
-            monitors=monitors,
-        )
-        info = await sandbox.start()
-        try:
-            out.print(f"Temporal       {info.temporal.address}  (namespace default)")
-            out.print(f"Web UI         {info.temporal.ui_url}")
-            out.print(f"AWS (moto)     {info.aws_endpoint}  zone {info.hosted_zone_id}")
-            out.print(f"AWS faults     {info.aws_proxy_url}/__faults__  (the worker's endpoint)")
-            out.print(f"fault control  {info.simulator_control_url}")
-            out.print(f"storefront     {info.storefront_url}  (Varnish → storefront → Redis)")
-            out.print(
-                f"search path    {info.search_url}  (mode {info.mode}, DNS {info.dns_server})"
-            )
-            for name, nodes in info.clusters.items():
-                out.print(f"{name:<14} {' '.join(nodes)}")
-            out.print(f"config         {info.config_path}")
-            out.print("vantage points probe workers b and c running in this process")
-            if with_worker:
-                out.print("worker         running in this process")
-                if monitors:
-                    out.print("monitor        running: faults are detected and failed over")
-            else:
-                from sandbox.stack import SANDBOX_AWS_ENV
-
-                aws_env = " ".join(f"{k}={v}" for k, v in SANDBOX_AWS_ENV.items())
-                out.print("worker         not started; run your own with:")
-                out.print(
-                    f"  TEMPORAL_ADDRESS={info.temporal.address} {aws_env} "
-                    f"python worker.py --config {info.config_path}"
-                )
-            out.print("Ctrl-C stops everything.")
-            await _wait_for_signal()
-        finally:
-            await sandbox.stop()
-
-    _run(go())
-    _exit(0)
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-@sandbox_app.command("fault")
-def sandbox_fault(
-    cluster: Annotated[str, typer.Argument(help="simulated cluster, e.g. es-primary")],
-    node: Annotated[str, typer.Argument(help="node index (0, 1, …) or 'all'")],
-    mode: Annotated[str, typer.Argument(help="healthy, down, hang, slow, http_500, …")],
-    slow_ms: Annotated[int, typer.Option(help="delay for 'slow'")] = 2000,
-    flap_period: Annotated[float, typer.Option(help="seconds per phase for 'flapping'")] = 2.0,
-) -> None:
-    """Put a simulated node (or all of a cluster's) into a fault mode."""
-    from sandbox.search_sim import FaultMode, NodeFault, set_fault_remote
-    from sandbox.stack import SandboxInfo
-
-    info = SandboxInfo.load(state_dir())
-    if info is None:
-        err.print(f"error: no sandbox is running (no sandbox.json in {state_dir()})")
-        _exit(2)
-    try:
-        fault = NodeFault(FaultMode(mode), slow_ms=slow_ms, flap_period_s=flap_period)
-    except ValueError:
-        err.print(f"error: unknown mode {mode!r}; one of: {', '.join(m.value for m in FaultMode)}")
-        _exit(2)
-    if node != "all" and not node.isdigit():
-        err.print(f"error: node must be an index or 'all', not {node!r}")
-        _exit(2)
-    index = None if node == "all" else int(node)
-    try:
-        answer = _run(set_fault_remote(info.simulator_control_url, cluster, index, fault))
-    except Exception as exc:  # the control API's own message names what was wrong
-        err.print(f"error: {exc}")
-        _exit(2)
-    out.print(json.dumps(answer))
-    _exit(0)
-
-
-@app.command()
-def demo(
-    mode: ModeOption = "dns",
-    as_json: JsonOption = False,
-    keep: Annotated[bool, typer.Option(help="keep the stack running afterwards")] = False,
-    probe_interval: ProbeIntervalOption = 1.0,
-    drill: Annotated[
-        bool, typer.Option("--drill", help="run one whole drill instead, and print its report")
-    ] = False,
-) -> None:
-    """Start the sandbox, kill the primary; the monitor detects it and fails over; print the
-    timeline; stop. With --drill: a drill on the healthy sandbox, and its report."""
-    import tempfile
-
-    from sandbox.demo import demo_succeeded, run_demo, run_drill_demo
-    from sandbox.stack import Sandbox
-
-    # The NLB stand-in logs every connection it cannot place while the primary is down.
-    logging.getLogger("sandbox.nlb").setLevel(logging.ERROR)
-
-    async def go() -> dict[str, Any]:
-        sandbox = Sandbox(
-            Path(tempfile.mkdtemp(prefix="failover-demo-")),
-            mode=_mode(mode),  # type: ignore[arg-type]
-            probe_interval=probe_interval,
-        )
-        await sandbox.start()
-        try:
-            report = await (run_drill_demo(sandbox) if drill else run_demo(sandbox))
-            if keep:
-                _print_demo_or_drill(report, drill)
-                out.print("stack kept running; Ctrl-C stops it")
-                await _wait_for_signal()
-            return report
-        finally:
-            await sandbox.stop()
-
-    report = _run(go())
-    succeeded = report["verdict"] == "pass" if drill else demo_succeeded(report)
-    if succeeded:  # a failed demo keeps its logs and SQLite history for a look
-        shutil.rmtree(report.pop("state_dir"), ignore_errors=True)
-    if as_json:
-        print(json.dumps(report))
-    elif not keep:
-        _print_demo_or_drill(report, drill)
-    _exit(0 if succeeded else 1)
-
-
-def _print_demo_or_drill(report: dict[str, Any], drill: bool) -> None:
-    if not drill:
-        _print_demo(report)
-        return
-    from failover.models import DrillReport
-
-    _print_report(DrillReport.model_validate(report))
-    out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
-
-
-def _print_demo(report: dict[str, Any]) -> None:
-    out.print(
-        f"{report['cluster']}: {report['result']} "
-        f"({report['from']} {report['from_value']} → {report['to']} {report['to_value']})",
-        style="bold",
-    )
-    out.print(f"reason: {report['reason']}")
-    out.print(
-        f"detected by the {report['trigger']} {report['detection_seconds']:.3f} s after the fault"
-    )
-    what = "registered targets" if report["mode"] == "nlb" else "record"
-    out.print(f"{what} now: {', '.join(report['switched_after'])}")
-    for flushed in report["flushed"]:
-        out.print(f"flushed {flushed['type']} {flushed['name']}: {flushed['detail']}")
-    for warning in report["warnings"]:
-        out.print(f"warning: {warning}")
-    _print_steps(report["steps"], rto=report["rto_seconds"])
-    recovered = report["storefront_recovered_seconds"]
-    requests = report["storefront_requests"]
-    out.print(
-        f"storefront search recovered (fault → first products): "
-        f"{'never' if recovered is None else f'{recovered:.3f} s'}; "
-        f"{requests['failed']} failed and {requests['ok']} good searches meanwhile"
-    )
-    if report["poisoned_page_cached_during_outage"]:
-        fixed = "gone" if report["category_page_fixed_after"] else "STILL SERVED"
-        out.print(f"category page cached broken during the outage: {fixed} after the flush")
-    out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
-
-
 def _cluster_of(app_config: AppConfig, name: str) -> Any:
     try:
         return app_config.cluster(name)
     except ConfigError as exc:
         err.print(f"error: {exc}")
-        _exit(2)
+        exit_now(2)
 
 
 @app.command()
@@ -424,7 +209,7 @@ def failback(
             )
         except WorkflowAlreadyStartedError:
             err.print(f"error: failover-{cluster} is running; wait for it, then fail back")
-            _exit(2)
+            exit_now(2)
         return (await handle.result()).model_dump(mode="json")
 
     result = _run(go())
@@ -437,23 +222,18 @@ def failback(
         )
         out.print(f"  reason: {result['reason']}")
         _print_steps(result["steps"])
-    _exit(0 if result["result"] in ("failed_over", "failed_over_with_warnings") else 1)
+    exit_now(0 if result["result"] in ("failed_over", "failed_over_with_warnings") else 1)
 
 
 def _failover_update(cluster: str, update: str, request: Any) -> Any:
     async def go() -> Any:
-        from temporalio.client import WorkflowUpdateFailedError
-
         from failover.models import FailoverStatus
-        from failover.operations import MonitorRefused, failover_workflow_id
+        from failover.names import failover_workflow_id
+        from failover.operations import send_update
 
         client = await connect(find_endpoint())
         handle = client.get_workflow_handle(failover_workflow_id(cluster))
-        try:
-            return await handle.execute_update(update, request, result_type=FailoverStatus)
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            raise MonitorRefused(getattr(cause, "message", None) or str(cause)) from None
+        return await send_update(handle, update, request, result_type=FailoverStatus)
 
     return _run_rpc(go(), missing=f"no failover of {cluster} is running")
 
@@ -464,9 +244,11 @@ def approve(cluster: str, identity: IdentityOption = None, reason: ReasonOption 
     from failover.models import ApproveRequest
 
     who = _identity(identity)
-    status = _failover_update(cluster, "approve", ApproveRequest(identity=who, reason=reason))
+    status = _failover_update(
+        cluster, names.APPROVE_UPDATE, ApproveRequest(identity=who, reason=reason)
+    )
     out.print(f"failover-{cluster} approved by {who} (phase {status.phase})")
-    _exit(0)
+    exit_now(0)
 
 
 @app.command()
@@ -475,9 +257,9 @@ def abort(cluster: str, identity: IdentityOption = None, reason: ReasonOption = 
     from failover.models import AbortRequest
 
     who = _identity(identity)
-    _failover_update(cluster, "abort", AbortRequest(identity=who, reason=reason))
+    _failover_update(cluster, names.ABORT_UPDATE, AbortRequest(identity=who, reason=reason))
     out.print(f"failover-{cluster}: abort requested by {who}")
-    _exit(0)
+    exit_now(0)
 
 
 @app.command()
@@ -495,13 +277,13 @@ def plan(cluster: str, config: ConfigOption = None, as_json: JsonOption = False)
     result = _run(go())
     if result.plan is None:
         err.print(f"{cluster}: no plan: {result.reason}")
-        _exit(1)
+        exit_now(1)
     if as_json:
         print(json.dumps(result.plan.model_dump(mode="json")))
     else:
         for line in result.plan.lines():
             out.print(line)
-    _exit(0)
+    exit_now(0)
 
 
 # --- drills ----------------------------------------------------------------------------------
@@ -529,8 +311,8 @@ def _print_report(report: Any) -> None:
         out.print(f"report: {report.files.markdown}, {report.files.html}")
 
 
-def _report_exit(report: Any) -> NoReturn:
-    _exit(0 if report.verdict == "pass" or (report.dry_run and report.plans) else 1)
+def _reportexit_now(report: Any) -> NoReturn:
+    exit_now(0 if report.verdict == "pass" or (report.dry_run and report.plans) else 1)
 
 
 @drill_app.command("run")
@@ -565,7 +347,7 @@ def drill_run(
         print(json.dumps(report.model_dump(mode="json")))
     else:
         _print_report(report)
-    _report_exit(report)
+    _reportexit_now(report)
 
 
 def _every(text: str) -> Any:
@@ -575,7 +357,7 @@ def _every(text: str) -> Any:
     match = re.fullmatch(r"(\d+)([smhdw])", text.strip())
     if match is None:
         err.print(f"error: --every {text!r}: write a number and a unit, e.g. 7d, 12h, 30m")
-        _exit(2)
+        exit_now(2)
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     return timedelta(**{unit[match.group(2)]: int(match.group(1))})
 
@@ -592,7 +374,7 @@ def drill_schedule(
     """Create or replace the Schedule drill-CLUSTER (a drill still running skips the next)."""
     if (cron is None) == (every is None):
         err.print("error: give exactly one of --cron or --every")
-        _exit(2)
+        exit_now(2)
     app_config = _load(config)
     cluster_config = _cluster_of(app_config, cluster)
     interval = _every(every) if every is not None else None
@@ -615,7 +397,7 @@ def drill_schedule(
     schedule_id = _run_rpc(go(), missing="no such namespace")
     when = f"cron {cron!r}" if cron else f"every {every}"
     out.print(f"schedule {schedule_id}: {when}" + (" (paused)" if paused else ""))
-    _exit(0)
+    exit_now(0)
 
 
 @drill_app.command("list")
@@ -623,12 +405,12 @@ def drill_list(as_json: JsonOption = False) -> None:
     """The drill schedules, and the last drills run."""
 
     async def go() -> dict[str, Any]:
-        from failover.operations import DRILL_WORKFLOW
+        from failover.names import DRILL_WORKFLOW
 
         client = await connect(find_endpoint())
         schedules = []
         async for entry in await client.list_schedules():
-            if not entry.id.startswith("drill-"):
+            if not entry.id.startswith(names.DRILL_ID_PREFIX):
                 continue
             info, schedule = entry.info, entry.schedule
             schedules.append(
@@ -650,18 +432,18 @@ def drill_list(as_json: JsonOption = False) -> None:
     listing = _run(go())
     if as_json:
         print(json.dumps(listing))
-        _exit(0)
+        exit_now(0)
     for schedule in listing["schedules"]:
         state = "paused" if schedule["paused"] else f"next {', '.join(schedule['next']) or '-'}"
         out.print(f"schedule {schedule['id']}: {state}")
     for drill in listing["drills"]:
         out.print(f"drill {drill['id']}: {drill['status']}")
-    _exit(0)
+    exit_now(0)
 
 
 def _schedule_action(cluster: str, action: str) -> None:
     async def go() -> None:
-        from failover.operations import drill_schedule_id
+        from failover.names import drill_schedule_id
 
         client = await connect(find_endpoint())
         handle = client.get_schedule_handle(drill_schedule_id(cluster))
@@ -676,7 +458,7 @@ def _schedule_action(cluster: str, action: str) -> None:
 
     _run_rpc(go(), missing=f"no drill schedule for {cluster} (create it: failover drill schedule)")
     out.print(f"schedule drill-{cluster}: {action}")
-    _exit(0)
+    exit_now(0)
 
 
 @drill_app.command("pause")
@@ -717,7 +499,7 @@ def drill_abort(
 
     _run_rpc(go(), missing=f"no drill {workflow_id}")
     out.print(f"{workflow_id}: abort requested")
-    _exit(0)
+    exit_now(0)
 
 
 @drill_app.command("report")
@@ -746,7 +528,7 @@ def drill_report(
         print(json.dumps(report.model_dump(mode="json")))
     elif html is None and markdown is None:
         _print_report(report)
-    _exit(0)
+    exit_now(0)
 
 
 # --- monitors ----------------------------------------------------------------------------
@@ -783,14 +565,14 @@ def receiver(
         endpoint = find_endpoint()
     except RuntimeError as exc:
         err.print(f"error: {exc}")
-        _exit(2)
+        exit_now(2)
     try:
         _run(serve_receiver(app_config, lambda: connect(endpoint), host=host, port=port))
     except ConfigError as exc:
         for line in exc.errors:
             err.print(f"config error: {line}")
-        _exit(2)
-    _exit(0)
+        exit_now(2)
+    exit_now(0)
 
 
 @monitor_app.command("start")
@@ -805,7 +587,7 @@ def monitor_start(config: ConfigOption = None) -> None:
 
     for workflow_id in _run(go()):
         out.print(f"monitor running: {workflow_id}")
-    _exit(0)
+    exit_now(0)
 
 
 @monitor_app.command("status")
@@ -828,7 +610,7 @@ def monitor_status_command(cluster: ClusterArgument, as_json: JsonOption = False
     data = _run_rpc(go())
     if as_json:
         print(json.dumps(data))
-        _exit(0)
+        exit_now(0)
     state = data["state"]
     paused = f"PAUSED by {state['paused_by']}: {state['paused_reason']}" if state["paused"] else ""
     out.print(
@@ -850,7 +632,7 @@ def monitor_status_command(cluster: ClusterArgument, as_json: JsonOption = False
         out.print(f"decision: {decision['action']}: {decision['reason']}")
     for event in state["events"][-10:]:
         out.print(f"  {event['at']}  {event['kind']}: {event['reason']}")
-    _exit(0)
+    exit_now(0)
 
 
 @monitor_app.command("pause")
@@ -875,21 +657,21 @@ def monitor_resume(
 
 def _set_paused(cluster: str, paused: bool, reason: str, identity: str) -> None:
     async def go() -> Any:
-        from failover.operations import MonitorRefused, pause_monitor
+        from failover.operations import UpdateRefused, pause_monitor
 
         client = await connect(find_endpoint())
         try:
             return await pause_monitor(
                 client, cluster, reason=reason, identity=identity, paused=paused
             )
-        except MonitorRefused as exc:
+        except UpdateRefused as exc:
             err.print(f"error: monitor-{cluster} refused: {exc}")
-            _exit(1)
+            exit_now(1)
 
     status = _run_rpc(go())
     word = "paused" if status.state.paused else "resumed"
     out.print(f"monitor-{cluster} {word} by {identity}: {reason}")
-    _exit(0)
+    exit_now(0)
 
 
 MISSING_MONITOR = "no such monitor is running (start it: failover monitor start)"
@@ -900,7 +682,7 @@ def _run_rpc(coro: Coroutine[Any, Any, T], missing: str = MISSING_MONITOR) -> T:
     is an update the workflow refused."""
     from temporalio.service import RPCError, RPCStatusCode
 
-    from failover.operations import MonitorRefused
+    from failover.operations import UpdateRefused
 
     try:
         return _run(coro)
@@ -909,13 +691,28 @@ def _run_rpc(coro: Coroutine[Any, Any, T], missing: str = MISSING_MONITOR) -> T:
             err.print(f"error: {missing}")
         else:
             err.print(f"error: {exc.message}")
-        _exit(2)
-    except MonitorRefused as exc:
+        exit_now(2)
+    except UpdateRefused as exc:
         err.print(f"error: refused: {exc}")
-        _exit(1)
+        exit_now(1)
+
+
+# Command groups from other installed packages: the sandbox adds `failover sandbox …` and
+# `failover demo` where it and its extras are installed, and nothing where they are not.
+PLUGIN_GROUP = "search_failover.cli"
+
+
+def add_plugin_commands(app: typer.Typer) -> None:
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            register = entry.load()
+        except ImportError:  # installed without the extras it needs
+            continue
+        register(app)
 
 
 def main() -> None:
+    add_plugin_commands(app)
     app()
 
 

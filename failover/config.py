@@ -286,7 +286,7 @@ class Route53Switch(StrictModel):
 
     @model_validator(mode="after")
     def _values_differ(self) -> Route53Switch:
-        if _normalise_value(self.primary_value) == _normalise_value(self.standby_value):
+        if normalise_record_value(self.primary_value) == normalise_record_value(self.standby_value):
             raise ValueError(
                 "primary_value and standby_value are the same; a switch would be a no-op"
             )
@@ -308,7 +308,8 @@ def _refuse_repeats(what: str, names: list[str]) -> None:
         raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")
 
 
-def _normalise_value(value: str) -> str:
+def normalise_record_value(value: str) -> str:
+    """Route 53 and resolvers write names with or without the final dot, in any case."""
     return value.rstrip(".").lower()
 
 
@@ -437,6 +438,16 @@ class ClusterConfig(StrictModel):
     approval_on_timeout: Literal["proceed", "abort"] = "abort"
     notify: NotifySettings = Field(default_factory=NotifySettings)
     drill: DrillSettings = Field(default_factory=DrillSettings)
+
+    def side(self, name: Literal["primary", "standby"]) -> ClusterSide:
+        return self.primary if name == "primary" else self.standby
+
+    def flush_stages(self) -> list[list[Cache]]:
+        """The caches in flush order: the app's backends together, then Varnish. Purged
+        first, Varnish would refill from Magento's still-broken page cache in Redis."""
+        backends = [c for c in self.caches if not isinstance(c, VarnishCache)]
+        varnishes = [c for c in self.caches if isinstance(c, VarnishCache)]
+        return [stage for stage in (backends, varnishes) if stage]
 
     @field_validator("caches")
     @classmethod

@@ -24,6 +24,7 @@ from failover.config import (
     SsmCache,
     Target,
     VarnishCache,
+    normalise_record_value,
 )
 from failover.models import (
     ClusterWatch,
@@ -185,7 +186,7 @@ def switch_target_request(cluster: ClusterConfig, target: Side) -> SwitchTargetR
     search name (so only where `verify.search_path` says how: its DNS server, port and
     scheme). NLB: the target addresses it will register (instance targets have none).
     """
-    side = cluster.primary if target == "primary" else cluster.standby
+    side = cluster.side(target)
     path = cluster.verify.search_path
     scheme = path.url.scheme if path is not None else side.nodes[0].scheme
     host_header = None
@@ -263,10 +264,6 @@ def switch_target_refusal(
     if down is not None:
         return f"preflight failed: no {target} serving search where the switch points: {down}"
     return None
-
-
-def normalise_record_value(value: str) -> str:
-    return value.rstrip(".").lower()
 
 
 def active_side(values: Sequence[str], switch: Route53Switch) -> tuple[Side | None, str | None]:
@@ -540,11 +537,7 @@ def monitor_decision(
     if len(usable) < quorum:
         sick = [v for v in views if v not in usable]
         why = sick[0].side(target).reason if sick else "no vantage point answered"
-        return MonitorDecision(
-            action="alert",
-            reason=f"{BOTH_DOWN}: {seen}, and {target} is not healthy either ({why}); "
-            f"not switching",
-        )
+        return _both_down(seen, f"{target} is not healthy either ({why})")
     refused = guards.refusal(seen, active, evidence_since(down, active, quorum))
     if refused is not None:
         return refused
@@ -684,6 +677,13 @@ def hold_off_after(
     return count, until, why
 
 
+def _both_down(seen: str, target_state: str) -> MonitorDecision:
+    """No safe place to go: an alert for a person, never a switch."""
+    return MonitorDecision(
+        action="alert", reason=f"{BOTH_DOWN}: {seen}, and {target_state}; not switching"
+    )
+
+
 def alarm_decision(
     *,
     alarm: str,
@@ -702,10 +702,9 @@ def alarm_decision(
     seen = f"{alarm} says {active} is failing"
     sick = [v for v in views if v.side(target).state in ("down", "misconfigured")]
     if len(sick) >= quorum:
-        return MonitorDecision(
-            action="alert",
-            reason=f"{BOTH_DOWN}: {seen}, and {target} is down from {len(sick)} vantage "
-            f"point(s) ({sick[0].side(target).reason}); not switching",
+        return _both_down(
+            seen,
+            f"{target} is down from {len(sick)} vantage point(s) ({sick[0].side(target).reason})",
         )
     refused = guards.refusal(seen, active)
     if refused is not None:
@@ -796,11 +795,7 @@ def failover_plan(
         targets = {"primary": switch.primary_targets, "standby": switch.standby_targets}
         plan.register_targets = [f"{t.id}:{t.port}" for t in targets[target]]
         plan.deregister_targets = [f"{t.id}:{t.port}" for t in targets[active]]
-    # Backends first, Varnish last: the order the failover flushes them.
-    ordered = [c for c in cluster.caches if not isinstance(c, VarnishCache)] + [
-        c for c in cluster.caches if isinstance(c, VarnishCache)
-    ]
-    plan.caches = [_cache_plan(c) for c in ordered]
+    plan.caches = [_cache_plan(c) for stage in cluster.flush_stages() for c in stage]
     plan.checks = [f"preflight: every node of the {target} answers"]
     pointed = switch_target_request(cluster, target)
     if pointed is not None:

@@ -40,6 +40,7 @@ from failover.alarms import (
 from failover.config import AppConfig, load_config
 from failover.logs import escape
 from failover.operations import deliver_alarm
+from failover.process import exit_now
 
 log = logging.getLogger("failover.lambda")
 log.setLevel(logging.INFO)
@@ -134,4 +135,4 @@ if __name__ == "__main__":  # a local try: python -m failover.lambda_forwarder <
 
     logging.basicConfig(level=logging.INFO)
     print(json.dumps(handler(json.load(sys.stdin), None)), flush=True)
-    os._exit(0)  # temporalio's runtime can crash the interpreter at teardown
+    exit_now(0)

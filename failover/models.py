@@ -480,6 +480,17 @@ class OperatorRequest(BaseModel):
     reason: str = ""
     identity: str = ""
 
+    @property
+    def who(self) -> str:
+        return self.identity or "unknown"
+
+    def who_and_why(self) -> str:
+        return f"{self.who}: {self.reason or '-'}"
+
+    def by(self) -> str:
+        """`by <identity>: <reason>`, as results, events and refusals say it."""
+        return f"by {self.who_and_why()}"
+
 
 PauseRequest = ApproveRequest = AbortRequest = OperatorRequest
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -30,7 +30,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from failover import visibility
+from failover import names, visibility
 from failover.config import AppConfig, ClusterConfig
 from failover.models import (
     AbortRequest,
@@ -43,19 +43,23 @@ from failover.models import (
     MonitorConfirmation,
     MonitorInput,
     MonitorStatus,
+    OperatorRequest,
     PauseRequest,
     Trigger,
     WatchProgress,
 )
+from failover.names import (
+    DRILL_WORKFLOW,
+    FAILOVER_WORKFLOW,
+    MONITOR_WORKFLOW,
+    drill_schedule_id,
+    drill_workflow_id,
+    failover_workflow_id,
+    monitor_workflow_id,
+)
 from failover.temporal import WORKFLOW_TASK_TIMEOUT
 
-FAILOVER_WORKFLOW = "FailoverWorkflow"
-MONITOR_WORKFLOW = "MonitorWorkflow"
-DRILL_WORKFLOW = "DrillWorkflow"
-
-
-def failover_workflow_id(cluster: str) -> str:
-    return f"failover-{cluster}"
+T = TypeVar("T")
 
 
 async def start_or_attach_failover(
@@ -163,7 +167,7 @@ async def failover_state(client: Client, cluster: str) -> dict[str, Any]:
         "workflow_status": description.status.name if description.status else None,
     }
     if description.status == WorkflowExecutionStatus.RUNNING:
-        status = await handle.query("status", result_type=FailoverStatus)
+        status = await handle.query(names.STATUS_QUERY, result_type=FailoverStatus)
         state["status"] = status.model_dump(mode="json")
     elif description.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
@@ -175,7 +179,7 @@ async def list_failover_clusters(client: Client) -> list[str]:
     """Clusters that have had a failover workflow, newest first, each once."""
     seen: list[str] = []
     async for execution in client.list_workflows(f"WorkflowType = '{FAILOVER_WORKFLOW}'"):
-        cluster = execution.id.removeprefix("failover-")
+        cluster = names.cluster_of_failover(execution.id)
         if cluster not in seen:
             seen.append(cluster)
     return seen
@@ -184,17 +188,13 @@ async def list_failover_clusters(client: Client) -> list[str]:
 # --- monitors --------------------------------------------------------------------------------
 
 
-def monitor_workflow_id(cluster: str) -> str:
-    return f"monitor-{cluster}"
-
-
 async def ensure_monitor(
     client: Client,
     cluster: ClusterConfig,
     *,
     task_queue: str,
     max_history_events: int = 10_000,
-    signal: str = "configure",
+    signal: str = names.CONFIGURE_SIGNAL,
     signal_arg: Any = None,
     rpc_timeout: timedelta | None = None,
 ) -> WorkflowHandle[Any, None]:
@@ -236,7 +236,7 @@ async def ensure_monitors(client: Client, config: AppConfig) -> list[str]:
 
 async def monitor_status(client: Client, cluster: str) -> MonitorStatus:
     handle = client.get_workflow_handle(monitor_workflow_id(cluster))
-    return await handle.query("status", result_type=MonitorStatus)
+    return await handle.query(names.STATUS_QUERY, result_type=MonitorStatus)
 
 
 async def watch_progress(client: Client, cluster: str) -> dict[str, WatchProgress]:
@@ -259,19 +259,31 @@ async def pause_monitor(
 ) -> MonitorStatus:
     """Pauses (or resumes) automatic action; the monitor keeps probing and alerting."""
     handle = client.get_workflow_handle(monitor_workflow_id(cluster))
+    return await send_update(
+        handle,
+        names.PAUSE_UPDATE if paused else names.RESUME_UPDATE,
+        PauseRequest(reason=reason, identity=identity),
+        result_type=MonitorStatus,
+    )
+
+
+class UpdateRefused(Exception):
+    """A workflow refused an operator's update (its validator said no); the message says
+    why."""
+
+
+async def send_update(
+    handle: WorkflowHandle[Any, Any],
+    update: str,
+    request: OperatorRequest,
+    result_type: type[T] | None = None,
+) -> T:
+    """An operator's update to a failover, monitor or drill; a refusal is UpdateRefused."""
     try:
-        return await handle.execute_update(
-            "pause" if paused else "resume",
-            PauseRequest(reason=reason, identity=identity),
-            result_type=MonitorStatus,
-        )
+        return await handle.execute_update(update, request, result_type=result_type)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        raise MonitorRefused(getattr(cause, "message", None) or str(cause)) from None
-
-
-class MonitorRefused(Exception):
-    """The monitor refused an operator's request; the message says why."""
+        raise UpdateRefused(getattr(cause, "message", None) or str(cause)) from None
 
 
 # --- alarms ----------------------------------------------------------------------------------
@@ -298,14 +310,14 @@ async def deliver_alarm(
                 client,
                 cluster,
                 task_queue=config.task_queue,
-                signal="alarm",
+                signal=names.ALARM_SIGNAL,
                 signal_arg=notice,
                 rpc_timeout=rpc_timeout,
             )
             return f"{handle.id} signalled"
         handle = client.get_workflow_handle(monitor_workflow_id(cluster.name))
         try:
-            await handle.signal("alarm", notice, rpc_timeout=rpc_timeout)
+            await handle.signal(names.ALARM_SIGNAL, notice, rpc_timeout=rpc_timeout)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -355,7 +367,7 @@ async def plan_failover(
         lambda attributes: client.start_workflow(
             FAILOVER_WORKFLOW,
             request,
-            id=f"plan-{cluster.name}-{uuid.uuid4().hex[:8]}",
+            id=names.plan_workflow_id(cluster.name, uuid.uuid4().hex[:8]),
             task_queue=task_queue,
             result_type=FailoverResult,
             task_timeout=WORKFLOW_TASK_TIMEOUT,
@@ -366,15 +378,6 @@ async def plan_failover(
         visibility.attributes(cluster.name, trigger="manual", summary=summary),
     )
     return await handle.result()
-
-
-def drill_workflow_id(cluster: str, at: datetime | None = None) -> str:
-    stamp = (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"drill-{cluster}-{stamp}"
-
-
-def drill_schedule_id(cluster: str) -> str:
-    return f"drill-{cluster}"
 
 
 async def start_drill(
@@ -406,11 +409,7 @@ async def start_drill(
 
 async def abort_drill(client: Client, workflow_id: str, *, reason: str, identity: str) -> None:
     handle = client.get_workflow_handle(workflow_id)
-    try:
-        await handle.execute_update("abort", AbortRequest(reason=reason, identity=identity))
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        raise MonitorRefused(getattr(cause, "message", None) or str(cause)) from None
+    await send_update(handle, names.ABORT_UPDATE, AbortRequest(reason=reason, identity=identity))
 
 
 def _drill_schedule(

@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import logging
 import os
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from failover.config import AppConfig, ClusterConfig, ConfigError, ReceiverSetti
 from failover.logs import escape
 from failover.models import AlarmNotice
 from failover.operations import deliver_alarm
+from failover.process import stop_on_signals
 from failover.sns import SigningCertificates, SnsEnvelope, SnsRejected, SnsVerifier
 
 log = logging.getLogger("failover.receiver")
@@ -578,10 +578,7 @@ async def serve_receiver(
     before anything listens."""
     receiver = AlarmReceiver(config, connect=connect, secrets=check_receiver_config(config))
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     async with running_receiver(receiver, host=host, port=port) as server:
         enabled = [e for e in CONTENT_TYPES if getattr(receiver.settings, e) is not None]
         print(

@@ -1,7 +1,8 @@
 """Crash injection for durability tests: SIGKILL this worker at a chosen point.
 
-The point comes from outside (FAILOVER_CRASH_AT, read by worker.py) and is applied by a
-worker interceptor, so no product code knows about it. Its form is
+`python -m sandbox.crash [worker options]` runs the real worker with a crash interceptor
+added; the point comes from outside (FAILOVER_CRASH_AT), so no product code knows about
+it. Its form is
 `<activity>:<phase>[:<n>]`:
 - `before`: as the n-th call of the activity starts (retries count), before it runs;
 - `after`: when the n-th call has done its work but before it reports completion;
@@ -106,3 +107,19 @@ class _CrashingOutbound(ActivityOutboundInterceptor):
 def interceptor_from_env() -> CrashInterceptor | None:
     text = os.environ.get(CRASH_ENV)
     return CrashInterceptor(CrashPoint.parse(text)) if text else None
+
+
+def main() -> None:
+    """The worker's own command line, with the crash point from the environment added."""
+    import typer
+
+    import worker
+
+    interceptor = interceptor_from_env()
+    if interceptor is not None:
+        worker.EXTRA_INTERCEPTORS.append(interceptor)
+    typer.run(worker.main)
+
+
+if __name__ == "__main__":
+    main()

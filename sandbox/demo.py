@@ -23,7 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from failover import decisions, visibility
 from failover.models import FailoverResult, Outcome
-from failover.operations import failover_workflow_id, watch_progress
+from failover.names import failover_workflow_id
+from failover.operations import watch_progress
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, Sandbox
 from sandbox.waiting import wait_for

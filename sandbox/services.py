@@ -17,7 +17,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -30,6 +29,8 @@ import httpx
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from sandbox.net import free_port
 
 __all__ = ["RedisServer", "ServiceError", "VarnishServer"]
 
@@ -53,13 +54,6 @@ def _find_binary(name: str, missing: str) -> str:
     if found is None:
         raise ServiceError(missing)
     return found
-
-
-def _free_port() -> int:
-    """A port free right now; the daemons cannot report one they picked themselves."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 _LIVE: set[_ManagedProcess] = set()
@@ -219,7 +213,7 @@ class RedisServer(_ManagedProcess):
         binary = _find_binary("redis-server", _REDIS_MISSING)
 
         def argv() -> list[str]:
-            self.port = self._requested_port or _free_port()
+            self.port = self._requested_port or free_port(LOOPBACK)
             return [
                 binary,
                 "--port", str(self.port),
@@ -317,8 +311,8 @@ class VarnishServer(_ManagedProcess):
         self.vcl_path.write_text(self.render_vcl())
 
         def argv() -> list[str]:
-            self.port = self._requested_port or _free_port()
-            self.admin_port = self._requested_admin_port or _free_port()
+            self.port = self._requested_port or free_port(LOOPBACK)
+            self.admin_port = self._requested_admin_port or free_port(LOOPBACK)
             return [
                 binary,
                 "-F",

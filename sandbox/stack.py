@@ -21,12 +21,12 @@ from moto.server import ThreadedMotoServer
 from temporalio.client import Client
 
 from failover.config import AppConfig, AwsSettings, parse_config
-from failover.net import free_port
 from failover.temporal import EmbeddedTemporalServer, TemporalEndpoint, connect
 from sandbox.aws_fault_proxy import AwsFaultProxy
 from sandbox.dns_server import Route53DnsServer
+from sandbox.net import free_port, free_port_on
 from sandbox.nlb import NlbStandIn, create_search_nlb
-from sandbox.search_sim import SimulatedCluster, SimulatorFleet, free_port_on
+from sandbox.search_sim import SimulatedCluster, SimulatorFleet
 from sandbox.services import RedisServer, VarnishServer
 from sandbox.storefront import Storefront, StorefrontSettings
 
@@ -249,8 +249,9 @@ class Sandbox:
             raise
 
     async def _start(self) -> SandboxInfo:
+        from activities.aws import aws_client_factory
         from failover.operations import ensure_monitors
-        from worker import aws_client_factory, build_vantage_worker, build_worker
+        from worker import build_vantage_worker, build_worker
 
         for key, value in SANDBOX_AWS_ENV.items():
             os.environ.setdefault(key, value)
@@ -423,7 +424,7 @@ class Sandbox:
 
     def read_record_values(self) -> list[str]:
         """The search record's values, read straight from moto (not through the workflow)."""
-        from worker import aws_client_factory
+        from activities.aws import aws_client_factory
 
         assert self.info is not None
         route53 = aws_client_factory(AwsSettings(endpoint_url=self.info.aws_endpoint), "route53")()
@@ -442,7 +443,7 @@ class Sandbox:
 
     def registered_targets(self) -> list[str]:
         """The NLB target group's registered targets, read straight from moto."""
-        from worker import aws_client_factory
+        from activities.aws import aws_client_factory
 
         assert self.info is not None and self.config is not None
         elbv2 = aws_client_factory(AwsSettings(endpoint_url=self.info.aws_endpoint), "elbv2")()

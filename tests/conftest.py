@@ -22,18 +22,14 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.aws import aws_client_factory
 from failover import visibility
 from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
 from failover.temporal import FAST_DEV_SERVER_ARGS, temporal_cli_path
 from sandbox.aws_fault_proxy import AwsFaultProxy
+from sandbox.net import free_port_on
 from sandbox.nlb import TargetHealthOverrides, create_search_nlb
-from sandbox.search_sim import (
-    FaultMode,
-    NodeFault,
-    SimulatedCluster,
-    SimulatorFleet,
-    free_port_on,
-)
+from sandbox.search_sim import FaultMode, NodeFault, SimulatedCluster, SimulatorFleet
 from sandbox.stack import (
     PRIMARY_HOSTS,
     PRIMARY_SIM,
@@ -47,7 +43,7 @@ from sandbox.stack import (
     route53_switch,
     sandbox_config,
 )
-from worker import aws_client_factory, build_vantage_worker, build_worker
+from worker import build_vantage_worker, build_worker
 
 for _key, _value in SANDBOX_AWS_ENV.items():
     os.environ.setdefault(_key, _value)

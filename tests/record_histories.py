@@ -22,10 +22,10 @@ from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import WorkflowHistory
 
 from failover.models import AlarmNotice, Outcome
+from failover.names import failover_workflow_id
 from failover.operations import (
     deliver_alarm,
     ensure_monitor,
-    failover_workflow_id,
     monitor_status,
     start_or_attach_failover,
 )

@@ -24,11 +24,11 @@ from aiohttp import web
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.aws import aws_client_factory
 from activities.caches import CacheActivities
 from failover.config import AwsSettings, RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
 from sandbox.services import RedisServer, VarnishServer
-from worker import aws_client_factory
 
 LOOPBACK = "127.0.0.1"
 CATEGORY_TAGS = "cat_c_3,FPC"

@@ -3,8 +3,9 @@ that the failover ends as an uncrashed one would, in the real systems.
 
 Real processes, as in production: the sandbox (`failover sandbox up --no-worker`) runs the
 Temporal dev server, moto behind the fault proxy, the clusters, Redis, Varnish and the
-storefront; each case runs `worker.py` with FAILOVER_CRASH_AT set, waits for it to die by
-SIGKILL, starts a worker without it, and waits for the result against a deadline. While a
+storefront; each case runs the worker (`python -m sandbox.crash`) with FAILOVER_CRASH_AT set,
+waits for it to die by SIGKILL, starts a worker without it, and waits for the result
+against a deadline. While a
 case runs, a watcher reads the record or the target group straight from moto every 20 ms:
 traffic must never point back at the dead side once moved, and the target group must
 never be empty.
@@ -37,12 +38,13 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from activities.aws import aws_client_factory
 from failover.config import AwsSettings, RedisCache, load_config
 from failover.models import FailoverResult, Outcome, Side
-from failover.net import free_port
-from failover.operations import failover_workflow_id
+from failover.names import failover_workflow_id
 from failover.temporal import WORKFLOW_TASK_TIMEOUT, TemporalEndpoint, connect
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, add_rule_remote, clear_rules_remote
+from sandbox.net import free_port
 from sandbox.stack import (
     PRIMARY_SIM,
     PRIMARY_VALUE,
@@ -52,7 +54,6 @@ from sandbox.stack import (
     STANDBY_VALUE,
 )
 from sandbox.waiting import wait_for, wait_until
-from worker import aws_client_factory
 
 pytestmark = pytest.mark.slow
 
@@ -237,7 +238,7 @@ def start_worker(sandbox: SandboxProcess, log: Path, crash_at: str | None) -> su
     with log.open("ab") as out:
         return subprocess.Popen(
             # Triggered by hand: the case's crash point must meet exactly one failover.
-            [sys.executable, ROOT / "worker.py", "--config", sandbox.config_path,
+            [sys.executable, "-m", "sandbox.crash", "--config", sandbox.config_path,
              "--no-monitors"],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip

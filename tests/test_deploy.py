@@ -314,7 +314,8 @@ def _is_self_attr(node: ast.expr) -> bool:
 def scan_aws_calls(activity_sources: dict[str, str], worker_source: str) -> CallScan:
     """Every call the activities make on a boto3 client, with its service.
 
-    Clients reach activities only as factories (worker.aws_client_factory) wrapped in
+    Clients reach activities only as factories (activities.aws.aws_client_factory, handed out
+    by the worker) wrapped in
     activities.aws.AwsCaller: a subclass calls `self.call("Operation")`, a holder of one
     `self.<attr>.call(...)`; `.client.<method>()`, paginators and waiters count as well.
     Whatever this cannot attribute to a service is reported as unresolved.
@@ -462,14 +463,17 @@ def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def test_activities_get_boto3_clients_only_from_the_worker() -> None:
-    """Otherwise the scan below could not tell which service a call goes to."""
+def test_activities_get_boto3_clients_only_from_the_factory() -> None:
+    """Otherwise the scan below could not tell which service a call goes to: only
+    activities/aws.py (aws_client_factory) makes clients; the worker hands them out."""
     for path, source in _activity_sources().items():
+        if path == "activities/aws.py":
+            continue
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 modules = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
                 assert not any(m.split(".")[0] == "boto3" for m in modules), (
-                    f"{path}:{node.lineno} imports boto3; take a client factory from worker.py"
+                    f"{path}:{node.lineno} imports boto3; take a client factory from the worker"
                 )
 
 

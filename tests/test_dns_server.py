@@ -24,8 +24,8 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from failover.net import free_port
 from sandbox.dns_server import Route53DnsServer
+from sandbox.net import free_port
 
 ZONE = "shop.internal."
 RECORD = "search.shop.internal"

@@ -18,10 +18,9 @@ from temporalio.service import RPCError
 from failover import decisions, visibility
 from failover.config import AppConfig, ClusterConfig, parse_config
 from failover.models import DrillReport, FailoverResult, FailoverStatus, Outcome
+from failover.names import drill_schedule_id, failover_workflow_id
 from failover.operations import (
     abort_drill,
-    drill_schedule_id,
-    failover_workflow_id,
     plan_failover,
     schedule_drill,
     start_drill,

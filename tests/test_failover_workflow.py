@@ -9,9 +9,10 @@ from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from failover.config import RedisCache
 from failover.models import FailoverResult, FailoverStatus, Outcome
-from failover.net import free_port
-from failover.operations import failover_workflow_id, start_or_attach_failover
+from failover.names import failover_workflow_id
+from failover.operations import start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, ForwardedCall
+from sandbox.net import free_port
 from sandbox.nlb import TargetHealthOverrides
 from sandbox.search_sim import FaultMode
 from sandbox.stack import (

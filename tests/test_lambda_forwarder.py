@@ -16,7 +16,7 @@ from failover import lambda_forwarder
 from failover.alarms import PayloadError
 from failover.config import parse_config
 from failover.models import Outcome
-from failover.operations import failover_workflow_id
+from failover.names import failover_workflow_id
 from sandbox.stack import sandbox_config
 from tests.conftest import Stack
 from tests.sns_signing import alarm_message

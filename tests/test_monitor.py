@@ -28,12 +28,11 @@ from failover.models import (
     Outcome,
     WatchProgress,
 )
+from failover.names import failover_workflow_id, monitor_workflow_id
 from failover.operations import (
-    MonitorRefused,
+    UpdateRefused,
     ensure_monitor,
-    failover_workflow_id,
     monitor_status,
-    monitor_workflow_id,
     pause_monitor,
     start_or_attach_failover,
     watch_progress,
@@ -580,7 +579,7 @@ async def test_pause_blocks_action_but_not_probing(
     client, name = monitor_stack.client, monitor.cluster.name
     status = await pause_monitor(client, name, reason="search upgrade", identity="ops@example")
     assert status.state.paused and status.state.paused_by == "ops@example"
-    with pytest.raises(MonitorRefused, match=r"already paused by ops@example \(search upgrade\)"):
+    with pytest.raises(UpdateRefused, match=r"already paused by ops@example \(search upgrade\)"):
         await pause_monitor(client, name, reason="again", identity="someone")
     await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
     alert = await monitor.wait_decision(decisions.PAUSED)

@@ -30,7 +30,8 @@ from failover.models import (
     Outcome,
     PauseRequest,
 )
-from failover.operations import failover_workflow_id, start_or_attach_failover
+from failover.names import failover_workflow_id
+from failover.operations import start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from failover.net import free_port
+from sandbox.net import free_port
 from sandbox.stack import SANDBOX_AWS_ENV
 from sandbox.waiting import wait_until
 

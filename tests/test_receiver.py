@@ -34,14 +34,16 @@ from temporalio.testing import WorkflowEnvironment
 from failover import alarms, logs, sns
 from failover.config import AppConfig, parse_config
 from failover.models import FailoverResult, MonitorInput, Outcome
-from failover.operations import failover_workflow_id, monitor_status, monitor_workflow_id
+from failover.names import failover_workflow_id, monitor_workflow_id
+from failover.operations import monitor_status
 from failover.receiver import (
     AlarmReceiver,
     ReceiverSecrets,
     hmac_headers,
     running_receiver,
 )
-from sandbox.search_sim import FaultMode, NodeFault, free_port_on
+from sandbox.net import free_port_on
+from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, sandbox_config
 from sandbox.waiting import wait_for
 from tests.conftest import Stack

@@ -30,12 +30,14 @@ from failover.models import (
     Outcome,
     StartFailoverInput,
 )
-from failover.operations import (
+from failover.names import (
     FAILOVER_WORKFLOW,
     drill_schedule_id,
-    ensure_monitor,
     failover_workflow_id,
     monitor_workflow_id,
+)
+from failover.operations import (
+    ensure_monitor,
     plan_failover,
     schedule_drill,
     start_drill,

@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from sandbox import search_sim
+from sandbox import net
+from sandbox.net import free_port_on
 from sandbox.search_sim import (
     FaultControlError,
     FaultMode,
     NodeFault,
     SimulatedCluster,
     SimulatorFleet,
-    free_port_on,
     set_fault_remote,
 )
 
@@ -737,9 +737,9 @@ def test_free_port_on_retries_a_bounded_number_of_times(monkeypatch: pytest.Monk
             return False
         return True
 
-    monkeypatch.setattr(search_sim, "_can_bind", taken_twice)
+    monkeypatch.setattr(net, "_can_bind", taken_twice)
     free_port_on(NODE_HOSTS)
     assert len(rejected) == 2
-    monkeypatch.setattr(search_sim, "_can_bind", lambda host, port: False)
+    monkeypatch.setattr(net, "_can_bind", lambda host, port: False)
     with pytest.raises(OSError, match=r"no TCP port free on all of 127\.0\.1\.1"):
         free_port_on(NODE_HOSTS)

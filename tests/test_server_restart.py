@@ -17,10 +17,10 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from failover.models import FailoverResult, FailoverStatus, Outcome
-from failover.net import free_port
 from failover.operations import start_or_attach_failover
 from failover.temporal import EmbeddedTemporalServer
 from sandbox.aws_fault_proxy import FaultKind, FaultRule
+from sandbox.net import free_port
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, STANDBY_VALUE, Sandbox
 

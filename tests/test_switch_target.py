@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from activities.aws import aws_client_factory
 from failover.config import (
     AwsSettings,
     ClusterConfig,
@@ -37,7 +38,6 @@ from sandbox.stack import (
     STANDBY_VALUE,
 )
 from tests.conftest import Stack
-from worker import aws_client_factory
 
 IMPOSTOR_HOSTS = ["127.0.5.1", "127.0.5.2", "127.0.5.3"]
 

@@ -19,7 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from failover import decisions, visibility
+    from activities.control import FailoverControlActivities
+    from activities.reports import ReportActivities
+    from activities.verify import VerifyActivities
+    from failover import decisions, names, visibility
     from failover.config import ClusterConfig
     from failover.models import (
         AbortRequest,
@@ -41,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from failover.temporal import WORKFLOW_TASK_TIMEOUT
 
+from workflows.failover import FailoverWorkflow
 from workflows.steps import (
     HEARTBEAT_TIMEOUT,
     PROBE_RETRY,
@@ -53,7 +57,7 @@ SWITCHED_OVER = (Outcome.FAILED_OVER, Outcome.FAILED_OVER_WITH_WARNINGS)
 FAILOVER_TIMEOUT = timedelta(hours=2)
 
 
-@workflow.defn(name="DrillWorkflow")
+@workflow.defn(name=names.DRILL_WORKFLOW)
 class DrillWorkflow:
     @workflow.init
     def __init__(self, request: DrillRequest) -> None:
@@ -104,10 +108,9 @@ class DrillWorkflow:
     async def _write(self, report: DrillReport, cluster: ClusterConfig) -> ReportFiles | None:
         """Markdown and HTML beside the worker; the result keeps the report either way."""
         try:
-            return await workflow.execute_activity(
-                "write_drill_report",
+            return await workflow.execute_activity_method(
+                ReportActivities.write_drill_report,
                 WriteReportInput(report=report, directory=cluster.drill.report_dir),
-                result_type=ReportFiles,
                 start_to_close_timeout=timedelta(seconds=30),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=PROBE_RETRY,
@@ -190,10 +193,9 @@ class DrillWorkflow:
         storefront: CheckResult | None = None
         if cluster.verify.storefront is not None:
             check = cluster.verify.storefront
-            storefront = await workflow.execute_activity(
-                "check_storefront",
+            storefront = await workflow.execute_activity_method(
+                VerifyActivities.check_storefront,
                 StorefrontRequest(check=check),
-                result_type=CheckResult,
                 start_to_close_timeout=timedelta(seconds=check.timeout_seconds * 3 + 5),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=PROBE_RETRY,
@@ -237,16 +239,15 @@ class DrillWorkflow:
         )
         summary = f"{cluster.name}: drill switch to the {to_side}"
         workflow_id = (
-            f"plan-{cluster.name}-{to_side}-{workflow.uuid4().hex[:8]}"
+            names.plan_workflow_id(cluster.name, f"{to_side}-{workflow.uuid4().hex[:8]}")
             if dry_run
-            else f"failover-{cluster.name}"
+            else names.failover_workflow_id(cluster.name)
         )
         try:
             return await workflow.execute_child_workflow(
-                "FailoverWorkflow",
+                FailoverWorkflow.run,
                 request,
                 id=workflow_id,
-                result_type=FailoverResult,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 execution_timeout=FAILOVER_TIMEOUT,
@@ -263,12 +264,11 @@ class DrillWorkflow:
         check = cluster.verify.storefront
         if check is None:
             return None
-        return workflow.start_activity(
-            "storefront_probe_loop",
+        return workflow.start_activity_method(
+            VerifyActivities.storefront_probe_loop,
             StorefrontLoopInput(
                 check=check, interval_seconds=cluster.drill.storefront_interval_seconds
             ),
-            result_type=StorefrontTally,
             start_to_close_timeout=FAILOVER_TIMEOUT * 2,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             # It returns its counts when cancelled: wait for them.
@@ -287,10 +287,9 @@ class DrillWorkflow:
             return StorefrontTally(lost=True)
 
     async def _guardrail_facts(self, cluster: ClusterConfig) -> GuardrailFacts:
-        return await workflow.execute_activity(
-            "drill_guardrail_facts",
+        return await workflow.execute_activity_method(
+            FailoverControlActivities.drill_guardrail_facts,
             GuardrailRequest(cluster=cluster.name, own_workflow_id=workflow.info().workflow_id),
-            result_type=GuardrailFacts,
             start_to_close_timeout=timedelta(seconds=30),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROBE_RETRY,
@@ -341,13 +340,13 @@ class DrillWorkflow:
 
     # --- operators ---------------------------------------------------------------------------
 
-    @workflow.query(name="status")
+    @workflow.query(name=names.STATUS_QUERY)
     def status(self) -> FailoverStatus:
         return self._status
 
-    @workflow.update(name="abort")
+    @workflow.update(name=names.ABORT_UPDATE)
     async def abort(self, request: AbortRequest) -> FailoverStatus:
-        self._abort_reason = f"by {request.identity or 'unknown'}: {request.reason or '-'}"
+        self._abort_reason = request.by()
         workflow.logger.warning("drill %s abort %s", self._request.cluster.name, self._abort_reason)
         return self._status
 

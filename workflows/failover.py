@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from failover import decisions, metrics, visibility
-    from failover.config import ClusterConfig, SsmCache, VarnishCache
+    from activities.caches import CacheActivities
+    from activities.notify import NotifyActivities
+    from activities.verify import VerifyActivities
+    from failover import decisions, metrics, names, visibility
+    from failover.config import ClusterConfig, SsmCache
     from failover.models import (
         AbortRequest,
         ApproveRequest,
@@ -37,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         SearchPathRequest,
         Side,
         StorefrontRequest,
-        SwitchTargetProbe,
         other_side,
     )
 
@@ -57,10 +60,20 @@ FLUSH_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn(name="FailoverWorkflow")
+@workflow.defn(name=names.FAILOVER_WORKFLOW)
 class FailoverWorkflow:
-    def __init__(self) -> None:
-        self._status: FailoverStatus | None = None
+    @workflow.init
+    def __init__(self, request: FailoverRequest) -> None:
+        """Before the first step: the status query and the updates always have a status."""
+        self._request = request
+        self._started = workflow.now()
+        self._status = FailoverStatus(
+            cluster=request.cluster.name, phase="starting", reason=request.reason
+        )
+        self._steps = StepRecorder(self._status, on_phase=self._phase_changed)
+        self._flushed: list[FlushResult] = []
+        self._warnings: list[str] = []
+        self._switcher: Switcher | None = None
         self._abort_reason: str | None = None
         self._paused_by: str | None = None
         self._approved_by: str | None = None
@@ -72,20 +85,11 @@ class FailoverWorkflow:
 
     @workflow.run
     async def run(self, request: FailoverRequest) -> FailoverResult:
-        self._request = request
-        self._started = workflow.now()
-        self._status = FailoverStatus(
-            cluster=request.cluster.name, phase="starting", reason=request.reason
-        )
         # Runs started before search attributes existed replay without them; new runs
         # update those they were started with (a server without them gets none).
         self._visible = workflow.patched("visibility") and (
             workflow.info().typed_search_attributes.get(visibility.CLUSTER) is not None
         )
-        self._steps = StepRecorder(self._status, on_phase=self._phase_changed)
-        self._flushed: list[FlushResult] = []
-        self._warnings: list[str] = []
-        self._switcher: Switcher | None = None
         try:
             result = await self._runbook(request.cluster)
         except StepFailed as failed:
@@ -117,7 +121,6 @@ class FailoverWorkflow:
     def _phase_changed(self, phase: str) -> None:
         """The live phase: a search attribute to filter on, and the run's current details."""
         status = self._status
-        assert status is not None
         if self._visible:
             workflow.upsert_search_attributes([visibility.PHASE.value_set(phase)])
         direction = (
@@ -132,9 +135,9 @@ class FailoverWorkflow:
     async def _tell_monitor(self, result: FailoverResult) -> None:
         """Lets the cluster's monitor know at once (it re-reads the switch, starts its
         cooldown); a cluster without a monitor is fine."""
-        monitor = workflow.get_external_workflow_handle(f"monitor-{result.cluster}")
+        monitor = workflow.get_external_workflow_handle(names.monitor_workflow_id(result.cluster))
         try:
-            await monitor.signal("failover_finished", result)
+            await monitor.signal(names.FAILOVER_FINISHED_SIGNAL, result)
         except FailureError as err:
             workflow.logger.info("no monitor told about the result: %s", err)
 
@@ -230,8 +233,8 @@ class FailoverWorkflow:
         if not self._notifying:
             return
         self._notifications.append(
-            workflow.start_activity(
-                "notify",
+            workflow.start_activity_method(
+                NotifyActivities.notify,
                 Notification(
                     cluster=request.cluster.name,
                     event=event,
@@ -239,7 +242,6 @@ class FailoverWorkflow:
                     sns_topic_arn=channels.sns_topic_arn,
                     webhook_url_env=channels.webhook_url_env,
                 ),
-                result_type=NotificationSent,
                 start_to_close_timeout=timedelta(seconds=30),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
@@ -287,24 +289,23 @@ class FailoverWorkflow:
                 self._approved_by = f"timeout ({waited}; approval_on_timeout: proceed)"
         if self._abort_reason is not None:
             return f"aborted {self._abort_reason}"
-        assert self._status is not None
         self._status.approved_by = self._approved_by
         return None
 
-    @workflow.update(name="approve")
+    @workflow.update(name=names.APPROVE_UPDATE)
     async def approve(self, request: ApproveRequest) -> FailoverStatus:
-        self._approved_by = request.identity or "unknown"
+        self._approved_by = request.who
         return self.status()
 
     @approve.validator
     def _approve_allowed(self, request: ApproveRequest) -> None:
-        phase = self._status.phase if self._status else "starting"
+        phase = self._status.phase
         if phase != "awaiting_approval":
             raise ApplicationError(f"not awaiting approval (phase {phase})")
 
-    @workflow.update(name="abort")
+    @workflow.update(name=names.ABORT_UPDATE)
     async def abort(self, request: AbortRequest) -> FailoverStatus:
-        self._abort_reason = f"by {request.identity or 'unknown'}: {request.reason or '-'}"
+        self._abort_reason = request.by()
         return self.status()
 
     @abort.validator
@@ -318,10 +319,9 @@ class FailoverWorkflow:
         if self._abort_reason is not None:
             raise ApplicationError(f"already aborted {self._abort_reason}")
 
-    @workflow.update(name="pause")
+    @workflow.update(name=names.PAUSE_UPDATE)
     async def pause(self, request: PauseRequest) -> FailoverStatus:
-        self._paused_by = f"{request.identity or 'unknown'}: {request.reason or '-'}"
-        assert self._status is not None
+        self._paused_by = request.who_and_why()
         self._status.paused_by = self._paused_by
         return self.status()
 
@@ -332,10 +332,9 @@ class FailoverWorkflow:
         if self._paused_by is not None:
             raise ApplicationError(f"already paused by {self._paused_by}")
 
-    @workflow.update(name="resume")
+    @workflow.update(name=names.RESUME_UPDATE)
     async def resume(self, request: PauseRequest) -> FailoverStatus:
         self._paused_by = None
-        assert self._status is not None
         self._status.paused_by = None
         return self.status()
 
@@ -365,20 +364,14 @@ class FailoverWorkflow:
         return decisions.confirmation_refusal(rounds, threshold, probe.down_share)
 
     async def _flush_caches(self, cluster: ClusterConfig, step: str) -> None:
-        """Flushes the app caches, then Varnish; a failed flush is a warning, never a rollback.
-
-        Varnish goes last: purged first, it would refill from Magento's still-broken
-        page cache in Redis.
-        """
+        """Flushes the app caches, then Varnish (`flush_stages`); a failed flush is a
+        warning, never a rollback."""
         if not cluster.caches:
             return
-        backends = [c for c in cluster.caches if not isinstance(c, VarnishCache)]
-        varnishes = [c for c in cluster.caches if isinstance(c, VarnishCache)]
+        results: list[FlushResult | str] = []
         async with self._steps.step(step):
-            results = list(
-                await asyncio.gather(*(self._flush(cluster, cache) for cache in backends))
-            )
-            results += await asyncio.gather(*(self._flush(cluster, cache) for cache in varnishes))
+            for stage in cluster.flush_stages():
+                results += await asyncio.gather(*(self._flush(cluster, cache) for cache in stage))
         for result in results:
             if isinstance(result, FlushResult):
                 self._flushed.append(result)
@@ -392,10 +385,9 @@ class FailoverWorkflow:
         is_ssm = isinstance(cache, SsmCache)
         timeout = timedelta(seconds=cache.timeout_seconds + 30) if is_ssm else timedelta(seconds=30)
         try:
-            return await workflow.execute_activity(
-                "flush_cache",
+            return await workflow.execute_activity_method(
+                CacheActivities.flush_cache,
                 FlushRequest(cluster=cluster.name, cache=cache),
-                result_type=FlushResult,
                 start_to_close_timeout=timeout,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=FLUSH_RETRY,
@@ -431,9 +423,9 @@ class FailoverWorkflow:
             return f"verify failed: new side not serving: {down}"
         if cluster.verify.search_path is not None:
             check = cluster.verify.search_path
-            side = cluster.primary if target == "primary" else cluster.standby
+            side = cluster.side(target)
             result = await self._check(
-                "check_search_path",
+                VerifyActivities.check_search_path,
                 SearchPathRequest(
                     check=check, side=side, yellow_policy=cluster.probe.yellow_policy
                 ),
@@ -450,11 +442,10 @@ class FailoverWorkflow:
         request = decisions.switch_target_request(cluster, target)
         if request is None:
             return None
-        side = cluster.primary if target == "primary" else cluster.standby
-        probe = await workflow.execute_activity(
-            "probe_switch_target",
+        side = cluster.side(target)
+        probe = await workflow.execute_activity_method(
+            VerifyActivities.probe_switch_target,
             request,
-            result_type=SwitchTargetProbe,
             start_to_close_timeout=timedelta(seconds=request.timeout_seconds * 3 + 5),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROBE_RETRY,
@@ -472,7 +463,7 @@ class FailoverWorkflow:
         check = cluster.verify.storefront
         assert check is not None
         result = await self._check(
-            "check_storefront",
+            VerifyActivities.check_storefront,
             StorefrontRequest(check=check),
             check.timeout_seconds,
             f"storefront search {check.search_term!r}",
@@ -491,12 +482,15 @@ class FailoverWorkflow:
         return await probe_side(cluster, side)
 
     async def _check(
-        self, activity: str, request: object, timeout_seconds: float, summary: str
+        self,
+        activity: Callable[[VerifyActivities, Any], Awaitable[CheckResult]],
+        request: object,
+        timeout_seconds: float,
+        summary: str,
     ) -> CheckResult:
-        return await workflow.execute_activity(
+        return await workflow.execute_activity_method(
             activity,
             request,
-            result_type=CheckResult,
             start_to_close_timeout=timedelta(seconds=timeout_seconds * 3 + 5),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROBE_RETRY,
@@ -524,7 +518,6 @@ class FailoverWorkflow:
     def _finish(
         self, outcome: Outcome, reason: str, plan: FailoverPlan | None = None
     ) -> FailoverResult:
-        assert self._status is not None
         status = self._status
         status.phase = "done"
         switcher = self._switcher
@@ -549,8 +542,6 @@ class FailoverWorkflow:
             approved_by=self._approved_by,
         )
 
-    @workflow.query(name="status")
+    @workflow.query(name=names.STATUS_QUERY)
     def status(self) -> FailoverStatus:
-        if self._status is None:
-            raise ApplicationError("workflow has not started its first step yet")
         return self._status

@@ -19,7 +19,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from failover import decisions
+    from activities.control import FailoverControlActivities
+    from activities.watch import ClusterWatchActivities
+    from failover import decisions, names
     from failover.config import ClusterConfig
     from failover.models import (
         AlarmNotice,
@@ -27,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         FailoverRecord,
         FailoverRequest,
         FailoverResult,
-        FailoverStarted,
         FailoverStatus,
         MonitorConfirmation,
         MonitorDecision,
@@ -73,7 +74,7 @@ SWITCHED = frozenset(
 )
 
 
-@workflow.defn(name="MonitorWorkflow")
+@workflow.defn(name=names.MONITOR_WORKFLOW)
 class MonitorWorkflow:
     @workflow.init
     def __init__(self, request: MonitorInput) -> None:
@@ -216,10 +217,9 @@ class MonitorWorkflow:
             ),
         )
         try:
-            started = await workflow.execute_activity(
-                "start_failover",
+            started = await workflow.execute_activity_method(
+                FailoverControlActivities.start_failover,
                 StartFailoverInput(request=request, task_queue=self._task_queue),
-                result_type=FailoverStarted,
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(minutes=5),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
@@ -242,10 +242,9 @@ class MonitorWorkflow:
         state.failovers = [*state.failovers, record][-KEEP_FAILOVERS:]
         self._event("failover_started", f"{started.workflow_id} run {started.run_id}")
         try:
-            result = await workflow.execute_activity(
-                "await_failover",
+            result = await workflow.execute_activity_method(
+                FailoverControlActivities.await_failover,
                 started,
-                result_type=FailoverResult,
                 start_to_close_timeout=FAILOVER_AWAIT_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=WATCH_RETRY,
@@ -322,15 +321,14 @@ class MonitorWorkflow:
         failures = 0
         while True:
             try:
-                view = await workflow.execute_activity(
-                    "watch_cluster",
+                view = await workflow.execute_activity_method(
+                    ClusterWatchActivities.watch_cluster,
                     WatchInput(
                         cluster=self._cluster,
                         vantage=vantage,
                         last=state.views.get(vantage),
                         max_seconds=WATCH_MAX.total_seconds(),
                     ),
-                    result_type=ClusterWatch,
                     task_queue=vantage,
                     start_to_close_timeout=WATCH_MAX + timedelta(minutes=1),
                     schedule_to_start_timeout=VANTAGE_ABSENT_AFTER,
@@ -432,7 +430,7 @@ class MonitorWorkflow:
 
     # --- operators -------------------------------------------------------------------------
 
-    @workflow.query(name="status")
+    @workflow.query(name=names.STATUS_QUERY)
     def status(self) -> MonitorStatus:
         return MonitorStatus(
             phase=self._phase,  # type: ignore[arg-type]
@@ -442,12 +440,12 @@ class MonitorWorkflow:
             state=self._state,
         )
 
-    @workflow.update(name="pause")
+    @workflow.update(name=names.PAUSE_UPDATE)
     async def pause(self, request: PauseRequest) -> MonitorStatus:
         state = self._state
         state.paused, state.paused_reason = True, request.reason or None
         state.paused_by = request.identity or None
-        self._event("paused", f"by {request.identity or 'unknown'}: {request.reason or '-'}")
+        self._event("paused", request.by())
         self._dirty = True
         return self.status()
 
@@ -459,11 +457,11 @@ class MonitorWorkflow:
                 f" ({self._state.paused_reason or 'no reason given'})"
             )
 
-    @workflow.update(name="resume")
+    @workflow.update(name=names.RESUME_UPDATE)
     async def resume(self, request: PauseRequest) -> MonitorStatus:
         state = self._state
         state.paused, state.paused_reason, state.paused_by = False, None, None
-        self._event("resumed", f"by {request.identity or 'unknown'}: {request.reason or '-'}")
+        self._event("resumed", request.by())
         self._dirty = True
         return self.status()
 
@@ -472,7 +470,7 @@ class MonitorWorkflow:
         if not self._state.paused:
             raise ApplicationError("not paused")
 
-    @workflow.signal(name="failover_finished")
+    @workflow.signal(name=names.FAILOVER_FINISHED_SIGNAL)
     def failover_finished(self, result: FailoverResult) -> None:
         """Every failover run reports here, whoever started it: traffic may have moved."""
         # A run this monitor started (on its evidence or an alarm's) is handled where it
@@ -490,7 +488,7 @@ class MonitorWorkflow:
         self._reread = True
         self._dirty = True
 
-    @workflow.signal(name="alarm")
+    @workflow.signal(name=names.ALARM_SIGNAL)
     def alarm(self, notice: AlarmNotice) -> None:
         """A verified alarm from the receiver. A resolved one is only recorded (never a
         failback); a firing one is judged by `alarm_decision`, unless a failover is already
@@ -510,7 +508,7 @@ class MonitorWorkflow:
             self._alarm = notice
             self._dirty = True
 
-    @workflow.signal(name="configure")
+    @workflow.signal(name=names.CONFIGURE_SIGNAL)
     def configure(self, cluster: ClusterConfig) -> None:
         """The worker hands over the config on disk at every start (signal-with-start)."""
         if cluster.name != self._cluster.name:

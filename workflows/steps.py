@@ -4,7 +4,7 @@ the step recorder that builds the timeline. Deterministic: no I/O, time from wor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.search_probe import SearchProbeActivities
     from failover import decisions, metrics
     from failover.config import ClusterConfig
     from failover.models import FailoverStatus, ProbeSideInput, Side, SideProbe, StepTiming
@@ -50,9 +51,8 @@ def failure_reason(err: ActivityError) -> str:
 
 
 async def aws_activity(
-    activity: str,
+    activity: Callable[[Any, Any], Awaitable[T]],
     arg: Any,
-    result_type: type[T] | None,
     *,
     summary: str,
     long_running: timedelta | None = None,
@@ -63,10 +63,9 @@ async def aws_activity(
     30 s of a single call.
     """
     try:
-        return await workflow.execute_activity(
+        return await workflow.execute_activity_method(
             activity,
             arg,
-            result_type=result_type,
             start_to_close_timeout=long_running or AWS_CALL_TIMEOUT,
             # A wait's attempts share one deadline too: its own length plus the call budget,
             # so an error that never clears ends the run instead of retrying forever.
@@ -154,12 +153,11 @@ PROBE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_
 
 async def probe_side(cluster: ClusterConfig, side: Side) -> dict[str, str | None]:
     """Probes every node of one side; returns each node's problem, or None where healthy."""
-    settings = cluster.primary if side == "primary" else cluster.standby
+    settings = cluster.side(side)
     timeout = cluster.probe.timeout_seconds
-    probe: SideProbe = await workflow.execute_activity(
-        "probe_side",
+    probe: SideProbe = await workflow.execute_activity_method(
+        SearchProbeActivities.probe_side,
         ProbeSideInput(cluster=cluster.name, side=side, settings=settings, timeout_seconds=timeout),
-        result_type=SideProbe,
         start_to_close_timeout=timedelta(seconds=timeout * 2 + 5),
         heartbeat_timeout=HEARTBEAT_TIMEOUT,
         retry_policy=PROBE_RETRY,

@@ -7,12 +7,15 @@ taken from config labels.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Protocol
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.nlb import NlbActivities
+    from activities.route53 import Route53Activities
     from failover import decisions
     from failover.config import ClusterConfig, NlbSwitch, Route53Switch, Target
     from failover.models import (
@@ -24,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         TargetsChange,
         UpsertRecordInput,
         WaitChangeInput,
-        WaitChangeResult,
         WaitTargetsInput,
         WaitTargetsResult,
     )
@@ -70,9 +72,8 @@ class DnsSwitcher:
 
     async def _read(self) -> RecordSnapshot:
         return await aws_activity(
-            "read_record",
+            Route53Activities.read_record,
             self.ref,
-            RecordSnapshot,
             summary=f"read {self.ref.record_name} {self.ref.record_type}",
         )
 
@@ -86,17 +87,15 @@ class DnsSwitcher:
 
     async def _upsert(self, value: str, ttl: int) -> ChangeRef:
         return await aws_activity(
-            "upsert_record",
+            Route53Activities.upsert_record,
             UpsertRecordInput(ref=self.ref, value=value, ttl=ttl),
-            ChangeRef,
             summary=f"UPSERT {self.ref.record_name} {self.ref.record_type} → {value}",
         )
 
     async def _wait_insync(self, change_id: str) -> None:
         await aws_activity(
-            "wait_insync",
+            Route53Activities.wait_insync,
             WaitChangeInput(change_id=change_id, poll_seconds=self.config.insync_poll_seconds),
-            WaitChangeResult,
             summary=f"wait for {change_id} INSYNC",
             long_running=timedelta(seconds=self.config.insync_timeout_seconds),
         )
@@ -150,9 +149,8 @@ class NlbSwitcher:
 
     async def snapshot(self) -> Snapshot:
         return await aws_activity(
-            "describe_targets",
+            NlbActivities.describe_targets,
             self.arn,
-            TargetGroupSnapshot,
             summary=f"describe targets of {self._short}",
         )
 
@@ -166,18 +164,19 @@ class NlbSwitcher:
             snapshot.targets, self.config.primary_targets, self.config.standby_targets
         )
 
-    async def _change(self, activity: str, side: Side) -> None:
-        verb = "register" if activity == "register_targets" else "deregister"
+    async def _change(
+        self, activity: Callable[[NlbActivities, TargetsChange], Awaitable[None]], side: Side
+    ) -> None:
+        verb = "register" if activity is NlbActivities.register_targets else "deregister"
         await aws_activity(
             activity,
             TargetsChange(target_group_arn=self.arn, targets=self.targets(side)),
-            None,
             summary=f"{verb} {side} {self.describe(side)} in {self._short}",
         )
 
     async def _wait(self, side: Side, want: str, timeout_seconds: float) -> WaitTargetsResult:
         return await aws_activity(
-            "wait_targets",
+            NlbActivities.wait_targets,
             WaitTargetsInput(
                 target_group_arn=self.arn,
                 targets=self.targets(side),
@@ -185,7 +184,6 @@ class NlbSwitcher:
                 timeout_seconds=timeout_seconds,
                 poll_seconds=self.config.poll_seconds,
             ),
-            WaitTargetsResult,
             summary=f"wait for {side} targets {want}",
             long_running=timedelta(seconds=timeout_seconds + 60),
         )
@@ -200,13 +198,13 @@ class NlbSwitcher:
     async def switch(self, active: Side, target: Side) -> str | None:
         """Register the new side, and only once it is healthy deregister the old one."""
         async with self.steps.step("register"):
-            await self._change("register_targets", target)
+            await self._change(NlbActivities.register_targets, target)
         async with self.steps.step("wait_healthy"):
             healthy = await self._wait(target, "healthy", self.config.healthy_timeout_seconds)
         if not healthy.reached:
             states = ", ".join(f"{s.id}:{s.port} {s.state}" for s in healthy.states)
             async with self.steps.step("unregister_new"):
-                await self._change("deregister_targets", target)
+                await self._change(NlbActivities.deregister_targets, target)
             return (
                 f"{target} targets never became healthy within "
                 f"{self.config.healthy_timeout_seconds:g}s ({states}); they were deregistered "
@@ -214,7 +212,7 @@ class NlbSwitcher:
             )
         async with self.steps.step("deregister"):
             try:
-                await self._change("deregister_targets", active)
+                await self._change(NlbActivities.deregister_targets, active)
             except StepFailed as failed:
                 raise StepFailed(
                     f"{target} targets registered and healthy, but deregistering {active} "
@@ -239,6 +237,6 @@ class NlbSwitcher:
         side, _ = self.active_side(snapshot)
         assert side is not None, "a snapshot the switch started from has an active side"
         other: Side = "standby" if side == "primary" else "primary"
-        await self._change("register_targets", side)
-        await self._change("deregister_targets", other)
+        await self._change(NlbActivities.register_targets, side)
+        await self._change(NlbActivities.deregister_targets, other)
         await self._wait(other, "gone", await self._drain_timeout())

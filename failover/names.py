@@ -1,0 +1,62 @@
+"""Every name Temporal knows this project by, where the name has to stay a string.
+
+Clients (the CLI, the receiver, the activities that start runs) do not import the
+workflows, so the workflow types, the workflow ids and the names of queries, updates and
+signals live here; the workflows' own decorators use the same constants, so the two
+cannot drift. Activities are called by reference from the workflows and need no names.
+Search-attribute keys are in `failover.visibility`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+FAILOVER_WORKFLOW = "FailoverWorkflow"
+MONITOR_WORKFLOW = "MonitorWorkflow"
+DRILL_WORKFLOW = "DrillWorkflow"
+
+STATUS_QUERY = "status"
+APPROVE_UPDATE = "approve"
+ABORT_UPDATE = "abort"
+PAUSE_UPDATE = "pause"
+RESUME_UPDATE = "resume"
+FAILOVER_FINISHED_SIGNAL = "failover_finished"
+ALARM_SIGNAL = "alarm"
+CONFIGURE_SIGNAL = "configure"
+
+FAILOVER_ID_PREFIX = "failover-"
+MONITOR_ID_PREFIX = "monitor-"
+DRILL_ID_PREFIX = "drill-"
+PLAN_ID_PREFIX = "plan-"
+
+
+def failover_workflow_id(cluster: str) -> str:
+    """One failover (or failback) of a cluster at a time: the id is the lock."""
+    return f"{FAILOVER_ID_PREFIX}{cluster}"
+
+
+def cluster_of_failover(workflow_id: str) -> str:
+    return workflow_id.removeprefix(FAILOVER_ID_PREFIX)
+
+
+def monitor_workflow_id(cluster: str) -> str:
+    return f"{MONITOR_ID_PREFIX}{cluster}"
+
+
+def drill_workflow_id(cluster: str, at: datetime | None = None) -> str:
+    stamp = (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{drill_workflow_prefix(cluster)}{stamp}"
+
+
+def drill_workflow_prefix(cluster: str) -> str:
+    """What every drill run of the cluster's id starts with, by hand or by schedule."""
+    return f"{DRILL_ID_PREFIX}{cluster}-"
+
+
+def drill_schedule_id(cluster: str) -> str:
+    return f"{DRILL_ID_PREFIX}{cluster}"
+
+
+def plan_workflow_id(cluster: str, token: str) -> str:
+    """A dry run: its own id, so it never waits for (or blocks) a real failover."""
+    return f"{PLAN_ID_PREFIX}{cluster}-{token}"
