@@ -35,17 +35,17 @@ from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
 from activities.watch import ClusterWatchActivities
 from failover import logs, metrics, visibility
-from failover.config import AppConfig, AwsSettings, ConfigError, load_config
-from failover.operations import ensure_monitors
-from failover.process import exit_now, stop_on_signals
-from failover.receiver import check_receiver_config, serve_receiver
-from failover.temporal import (
+from failover.alarms.receiver import check_receiver_config, serve_receiver
+from failover.client.operations import ensure_monitors
+from failover.client.temporal import (
     EmbeddedTemporalServer,
     TemporalEndpoint,
     configured_endpoint,
     connect,
     state_dir,
 )
+from failover.config import AppConfig, AwsSettings, ConfigError, load_config
+from failover.process import exit_now, stop_on_signals
 from workflows.drill import DrillWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.monitor import MonitorWorkflow
@@ -54,7 +54,7 @@ DEFAULT_TASK_QUEUE = "search-failover"
 # A killed worker's sticky queue would otherwise hold the next workflow task for 10 s; after
 # 1 s the task goes to the normal queue, where any live worker takes it. (A workflow task the
 # killed worker had already taken waits for the run's task timeout instead: 2 s, set where
-# every workflow is started, failover.temporal.WORKFLOW_TASK_TIMEOUT.)
+# every workflow is started, failover.names.WORKFLOW_TASK_TIMEOUT.)
 STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)
 # On SIGINT/SIGTERM (a deploy, a scale-in) running activities get this long to finish before
 # they are cancelled and retried on a live worker; a failover's AWS calls take well under a
@@ -191,8 +191,8 @@ async def keep_monitors_running(client: Client, config: AppConfig) -> None:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
+    from failover.client.operations import ensure_monitor
     from failover.names import monitor_workflow_id
-    from failover.operations import ensure_monitor
 
     while True:
         await asyncio.sleep(MONITOR_CHECK_EVERY_SECONDS)

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from failover.client.operations import monitor_status, start_or_attach_failover
 from failover.models import (
     FailoverResult,
     FailoverStarted,
@@ -20,7 +21,6 @@ from failover.models import (
     StartFailoverInput,
 )
 from failover.names import DRILL_WORKFLOW, drill_workflow_prefix, failover_workflow_id
-from failover.operations import monitor_status, start_or_attach_failover
 
 
 class FailoverControlActivities:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from temporalio import activity
 
+from failover.client.temporal import state_dir
 from failover.models import ReportFiles, WriteReportInput
 from failover.report import to_html, to_markdown
-from failover.temporal import state_dir
 
 
 class ReportActivities:

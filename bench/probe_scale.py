@@ -80,10 +80,10 @@ from temporalio.runtime import (  # noqa: E402
 import worker as worker_module  # noqa: E402
 from activities.aws import aws_client_factory  # noqa: E402
 from activities.watch import ClusterWatchActivities, NodeFetcher  # noqa: E402
+from failover.client.operations import ensure_monitor  # noqa: E402
+from failover.client.temporal import EmbeddedTemporalServer  # noqa: E402
 from failover.config import AwsSettings, ClusterConfig, MonitorSettings, parse_config  # noqa: E402
 from failover.names import monitor_workflow_id  # noqa: E402
-from failover.operations import ensure_monitor  # noqa: E402
-from failover.temporal import EmbeddedTemporalServer  # noqa: E402
 from sandbox.net import free_port  # noqa: E402
 from sandbox.search_sim import FaultMode, NodeFault, set_fault_remote  # noqa: E402
 from sandbox.stack import (  # noqa: E402

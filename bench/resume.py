@@ -40,9 +40,9 @@ from temporalio.api.history.v1 import HistoryEvent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from failover.client.temporal import TemporalEndpoint, connect  # noqa: E402
 from failover.models import FailoverResult, Outcome, Side  # noqa: E402
-from failover.names import failover_workflow_id  # noqa: E402
-from failover.temporal import WORKFLOW_TASK_TIMEOUT, TemporalEndpoint, connect  # noqa: E402
+from failover.names import WORKFLOW_TASK_TIMEOUT, failover_workflow_id  # noqa: E402
 from sandbox.aws_fault_proxy import (  # noqa: E402
     FaultKind,
     FaultRule,

@@ -39,9 +39,9 @@ from urllib.parse import quote
 
 from chromium import FLAGS, chromium_path
 
+from failover.client.operations import start_failback, start_or_attach_failover
 from failover.config import ClusterConfig, parse_config
 from failover.models import FailoverResult, FailoverStatus, Outcome
-from failover.operations import start_failback, start_or_attach_failover
 from failover.visibility import PHASE, SUMMARY, TRIGGER
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, Sandbox

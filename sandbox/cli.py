@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from failover.cli import JsonOption, _print_report, _print_steps, _run, err, out
+from failover.cli.common import JsonOption, err, out, run_async
+from failover.cli.output import print_report, print_steps
+from failover.client.temporal import state_dir
 from failover.process import exit_now, stop_on_signals
-from failover.temporal import state_dir
 from sandbox.demo import demo_succeeded, run_demo, run_drill_demo
 from sandbox.search_sim import FaultMode, NodeFault, set_fault_remote
 from sandbox.stack import SANDBOX_AWS_ENV, Sandbox, SandboxInfo
@@ -96,7 +97,7 @@ def sandbox_up(
         finally:
             await sandbox.stop()
 
-    _run(go())
+    run_async(go())
     exit_now(0)
 
 
@@ -127,7 +128,7 @@ def sandbox_fault(
         exit_now(2)
     index = None if node == "all" else int(node)
     try:
-        answer = _run(set_fault_remote(info.simulator_control_url, cluster, index, fault))
+        answer = run_async(set_fault_remote(info.simulator_control_url, cluster, index, fault))
     except Exception as exc:  # the control API's own message names what was wrong
         err.print(f"error: {exc}")
         exit_now(2)
@@ -166,7 +167,7 @@ def demo(
         finally:
             await sandbox.stop()
 
-    report = _run(go())
+    report = run_async(go())
     succeeded = report["verdict"] == "pass" if drill else demo_succeeded(report)
     if succeeded:  # a failed demo keeps its logs and SQLite history for a look
         shutil.rmtree(report.pop("state_dir"), ignore_errors=True)
@@ -183,7 +184,7 @@ def _print_demo_or_drill(report: dict[str, Any], drill: bool) -> None:
         return
     from failover.models import DrillReport
 
-    _print_report(DrillReport.model_validate(report))
+    print_report(DrillReport.model_validate(report))
     out.print(f"workflow: {report['workflow_id']}  {report['ui_url']}")
 
 
@@ -203,7 +204,7 @@ def _print_demo(report: dict[str, Any]) -> None:
         out.print(f"flushed {flushed['type']} {flushed['name']}: {flushed['detail']}")
     for warning in report["warnings"]:
         out.print(f"warning: {warning}")
-    _print_steps(report["steps"], rto=report["rto_seconds"])
+    print_steps(report["steps"], rto=report["rto_seconds"])
     recovered = report["storefront_recovered_seconds"]
     requests = report["storefront_requests"]
     out.print(

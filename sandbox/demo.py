@@ -22,9 +22,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from failover import decisions, visibility
+from failover.client.operations import watch_progress
 from failover.models import FailoverResult, Outcome
 from failover.names import failover_workflow_id
-from failover.operations import watch_progress
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, Sandbox
 from sandbox.waiting import wait_for
@@ -208,7 +208,7 @@ DRILL_HOLD_SECONDS = 3.0
 
 async def run_drill_demo(sandbox: Sandbox) -> dict[str, Any]:
     """One whole drill on a started sandbox: switch to the standby, hold, fail back."""
-    from failover.operations import start_drill
+    from failover.client.operations import start_drill
 
     assert sandbox.config and sandbox.client and sandbox.info
     cluster = sandbox.config.clusters[0]

@@ -20,8 +20,8 @@ import yaml
 from moto.server import ThreadedMotoServer
 from temporalio.client import Client
 
+from failover.client.temporal import EmbeddedTemporalServer, TemporalEndpoint, connect
 from failover.config import AppConfig, AwsSettings, parse_config
-from failover.temporal import EmbeddedTemporalServer, TemporalEndpoint, connect
 from sandbox.aws_fault_proxy import AwsFaultProxy
 from sandbox.dns_server import Route53DnsServer
 from sandbox.net import free_port, free_port_on
@@ -250,7 +250,7 @@ class Sandbox:
 
     async def _start(self) -> SandboxInfo:
         from activities.aws import aws_client_factory
-        from failover.operations import ensure_monitors
+        from failover.client.operations import ensure_monitors
         from worker import build_vantage_worker, build_worker
 
         for key, value in SANDBOX_AWS_ENV.items():

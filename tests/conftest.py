@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import aws_client_factory
 from failover import visibility
+from failover.client.temporal import FAST_DEV_SERVER_ARGS, temporal_cli_path
 from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
-from failover.temporal import FAST_DEV_SERVER_ARGS, temporal_cli_path
 from sandbox.aws_fault_proxy import AwsFaultProxy
 from sandbox.net import free_port_on
 from sandbox.nlb import TargetHealthOverrides, create_search_nlb

@@ -21,15 +21,15 @@ import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import WorkflowHistory
 
-from failover.models import AlarmNotice, Outcome
-from failover.names import failover_workflow_id
-from failover.operations import (
+from failover.client.operations import (
     deliver_alarm,
     ensure_monitor,
     monitor_status,
     start_or_attach_failover,
 )
-from failover.temporal import TemporalEndpoint, connect
+from failover.client.temporal import TemporalEndpoint, connect
+from failover.models import AlarmNotice, Outcome
+from failover.names import failover_workflow_id
 from sandbox.aws_fault_proxy import ForwardedCall
 from sandbox.search_sim import FaultMode
 from sandbox.stack import PRIMARY_SIM, SANDBOX_CLUSTER, STANDBY_SIM, STANDBY_VALUE

@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import time
 
+from failover.client.operations import start_or_attach_failover
 from failover.models import FailoverResult, Outcome, StepTiming
-from failover.operations import start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule
 from sandbox.search_sim import FaultMode
 from sandbox.stack import PRIMARY_HOSTS, PRIMARY_SIM, PRIMARY_VALUE, STANDBY_HOSTS, STANDBY_VALUE

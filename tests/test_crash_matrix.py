@@ -39,10 +39,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from activities.aws import aws_client_factory
+from failover.client.temporal import TemporalEndpoint, connect
 from failover.config import AwsSettings, RedisCache, load_config
 from failover.models import FailoverResult, Outcome, Side
-from failover.names import failover_workflow_id
-from failover.temporal import WORKFLOW_TASK_TIMEOUT, TemporalEndpoint, connect
+from failover.names import WORKFLOW_TASK_TIMEOUT, failover_workflow_id
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, add_rule_remote, clear_rules_remote
 from sandbox.net import free_port
 from sandbox.stack import (

@@ -16,10 +16,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from failover import decisions, visibility
-from failover.config import AppConfig, ClusterConfig, parse_config
-from failover.models import DrillReport, FailoverResult, FailoverStatus, Outcome
-from failover.names import drill_schedule_id, failover_workflow_id
-from failover.operations import (
+from failover.client.operations import (
     abort_drill,
     plan_failover,
     schedule_drill,
@@ -27,6 +24,9 @@ from failover.operations import (
     start_failback,
     start_or_attach_failover,
 )
+from failover.config import AppConfig, ClusterConfig, parse_config
+from failover.models import DrillReport, FailoverResult, FailoverStatus, Outcome
+from failover.names import drill_schedule_id, failover_workflow_id
 from failover.report import to_html, to_markdown
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from failover.client.operations import plan_failover, start_drill
 from failover.models import DrillReport, Outcome
-from failover.operations import plan_failover, start_drill
 from sandbox.demo import monitor_watching
 from sandbox.stack import Sandbox
 

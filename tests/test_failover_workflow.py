@@ -7,10 +7,10 @@ import time
 
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
+from failover.client.operations import start_or_attach_failover
 from failover.config import RedisCache
 from failover.models import FailoverResult, FailoverStatus, Outcome
 from failover.names import failover_workflow_id
-from failover.operations import start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule, ForwardedCall
 from sandbox.net import free_port
 from sandbox.nlb import TargetHealthOverrides

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from failover import lambda_forwarder
-from failover.alarms import PayloadError
+from failover.alarms import lambda_forwarder
+from failover.alarms.payloads import PayloadError
 from failover.config import parse_config
 from failover.models import Outcome
 from failover.names import failover_workflow_id

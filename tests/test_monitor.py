@@ -19,6 +19,14 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from failover import decisions
+from failover.client.operations import (
+    UpdateRefused,
+    ensure_monitor,
+    monitor_status,
+    pause_monitor,
+    start_or_attach_failover,
+    watch_progress,
+)
 from failover.config import ClusterConfig
 from failover.models import (
     FailoverRecord,
@@ -29,14 +37,6 @@ from failover.models import (
     WatchProgress,
 )
 from failover.names import failover_workflow_id, monitor_workflow_id
-from failover.operations import (
-    UpdateRefused,
-    ensure_monitor,
-    monitor_status,
-    pause_monitor,
-    start_or_attach_failover,
-    watch_progress,
-)
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, STANDBY_SIM, STANDBY_VALUE
 from sandbox.waiting import wait_for

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from failover import visibility
+from failover.client.operations import start_or_attach_failover
 from failover.config import ClusterConfig, parse_config
 from failover.models import (
     AbortRequest,
@@ -31,7 +32,6 @@ from failover.models import (
     PauseRequest,
 )
 from failover.names import failover_workflow_id
-from failover.operations import start_or_attach_failover
 from sandbox.aws_fault_proxy import FaultKind, FaultRule
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM

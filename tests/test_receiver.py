@@ -31,17 +31,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from failover import alarms, logs, sns
-from failover.config import AppConfig, parse_config
-from failover.models import FailoverResult, MonitorInput, Outcome
-from failover.names import failover_workflow_id, monitor_workflow_id
-from failover.operations import monitor_status
-from failover.receiver import (
+from failover import logs
+from failover.alarms import payloads as alarms
+from failover.alarms import sns
+from failover.alarms.receiver import (
     AlarmReceiver,
     ReceiverSecrets,
     hmac_headers,
     running_receiver,
 )
+from failover.client.operations import monitor_status
+from failover.config import AppConfig, parse_config
+from failover.models import FailoverResult, MonitorInput, Outcome
+from failover.names import failover_workflow_id, monitor_workflow_id
 from sandbox.net import free_port_on
 from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM, sandbox_config

@@ -22,6 +22,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
 from activities.control import FailoverControlActivities
+from failover.client.operations import (
+    ensure_monitor,
+    plan_failover,
+    schedule_drill,
+    start_drill,
+    start_failback,
+)
 from failover.config import AppConfig, ClusterConfig, parse_config
 from failover.models import (
     DrillReport,
@@ -32,18 +39,11 @@ from failover.models import (
 )
 from failover.names import (
     FAILOVER_WORKFLOW,
+    WORKFLOW_TASK_TIMEOUT,
     drill_schedule_id,
     failover_workflow_id,
     monitor_workflow_id,
 )
-from failover.operations import (
-    ensure_monitor,
-    plan_failover,
-    schedule_drill,
-    start_drill,
-    start_failback,
-)
-from failover.temporal import WORKFLOW_TASK_TIMEOUT
 from sandbox.waiting import wait_for
 from tests.conftest import Stack
 

@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
+from failover.client.operations import start_or_attach_failover
+from failover.client.temporal import EmbeddedTemporalServer
 from failover.models import FailoverResult, FailoverStatus, Outcome
-from failover.operations import start_or_attach_failover
-from failover.temporal import EmbeddedTemporalServer
 from sandbox.aws_fault_proxy import FaultKind, FaultRule
 from sandbox.net import free_port
 from sandbox.search_sim import FaultMode, NodeFault

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from activities.aws import aws_client_factory
+from failover.client.operations import start_failback, start_or_attach_failover
 from failover.config import (
     AwsSettings,
     ClusterConfig,
@@ -26,7 +27,6 @@ from failover.config import (
     VerifySettings,
 )
 from failover.models import FailoverResult, Outcome
-from failover.operations import start_failback, start_or_attach_failover
 from sandbox.aws_fault_proxy import ForwardedCall
 from sandbox.dns_server import Route53DnsServer
 from sandbox.search_sim import FaultMode, SimulatedCluster, SimulatorFleet

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         StorefrontTally,
         WriteReportInput,
     )
-    from failover.temporal import WORKFLOW_TASK_TIMEOUT
+    from failover.names import WORKFLOW_TASK_TIMEOUT
 
 from workflows.failover import FailoverWorkflow
 from workflows.steps import (

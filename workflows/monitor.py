@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         WatchInput,
         other_side,
     )
-    from failover.temporal import WORKFLOW_TASK_TIMEOUT
+    from failover.names import WORKFLOW_TASK_TIMEOUT
 
 from workflows.steps import AWS_RETRY, HEARTBEAT_TIMEOUT, StepFailed, StepRecorder, failure_reason
 from workflows.switchers import make_switcher

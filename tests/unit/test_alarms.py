@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from failover import alarms, decisions, logs, sns
+from failover import decisions, logs
+from failover.alarms import payloads as alarms
+from failover.alarms import sns
+from failover.alarms.receiver import ReceiverSecrets
 from failover.config import ConfigError, ReceiverSettings, SnsSettings, parse_config
 from failover.models import ClusterWatch, SideWatch
-from failover.receiver import ReceiverSecrets
 from tests.sns_signing import SigningCa, SnsSigner, alarm_message, canonical
 from tests.unit.test_config import _cluster
 
@@ -366,7 +368,7 @@ def test_log_lines_name_the_cluster_of_their_run(workflow_id: str, cluster: str 
 def test_temporal_tls_from_the_environment(tmp_path: Path) -> None:
     from temporalio.service import TLSConfig
 
-    from failover.temporal import tls_from_env
+    from failover.client.temporal import tls_from_env
 
     assert tls_from_env({}) is False
     assert tls_from_env({"TEMPORAL_TLS": "true"}) is True

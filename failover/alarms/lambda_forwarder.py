@@ -30,16 +30,16 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from failover.alarms import (
+from failover.alarms.payloads import (
     CloudWatchChange,
     PayloadError,
     cluster_for_alarm,
     from_eventbridge,
     from_sns_message,
 )
+from failover.client.operations import deliver_alarm
 from failover.config import AppConfig, load_config
 from failover.logs import escape
-from failover.operations import deliver_alarm
 from failover.process import exit_now
 
 log = logging.getLogger("failover.lambda")
@@ -130,7 +130,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     return {"forwarded": outcomes}
 
 
-if __name__ == "__main__":  # a local try: python -m failover.lambda_forwarder < event.json
+if __name__ == "__main__":  # a local try: python -m failover.alarms.lambda_forwarder < event.json
     import sys
 
     logging.basicConfig(level=logging.INFO)

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,18 +36,6 @@ FAST_DEV_SERVER_ARGS: tuple[str, ...] = (
     "--dynamic-config-value",
     'history.timerProcessorMaxTimeShift="10ms"',
 )
-
-# Start-to-close timeout of one workflow task, for every workflow this project starts:
-# failover, failback and plan runs, monitors and their continue-as-new, drills (by hand and
-# by schedule) and a drill's switches (child workflows). A workflow task that a worker had
-# taken when it died (SIGKILL, OOM, a lost host) goes to another worker only when this
-# expires; Temporal's default of 10 s was most of a resume in about 1 run in 10. Our tasks
-# do no I/O and take milliseconds: in bench/resume.py's histories on a busy 2-core machine,
-# 600 tasks had p50 14 ms, p99 0.13 s, max 0.28 s (the first task of a run, which loads the
-# workflow sandbox, included). 2 s leaves a wide margin: a shorter timeout would fail a slow
-# worker's legitimate task, and the retried task would be no faster. (The SDK's deadlock
-# detection already fails workflow code that runs 2 s without yielding.)
-WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 
 DEFAULT_NAMESPACE = "default"
 CONNECTION_FILE = "temporal.json"

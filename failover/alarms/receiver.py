@@ -43,7 +43,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from failover import metrics
-from failover.alarms import (
+from failover.alarms.payloads import (
     NOT_ACTIONABLE,
     UNMAPPED,
     CloudWatchChange,
@@ -56,12 +56,12 @@ from failover.alarms import (
     parse_json,
     validation_problem,
 )
+from failover.alarms.sns import SigningCertificates, SnsEnvelope, SnsRejected, SnsVerifier
+from failover.client.operations import deliver_alarm
 from failover.config import AppConfig, ClusterConfig, ConfigError, ReceiverSettings
 from failover.logs import escape
 from failover.models import AlarmNotice
-from failover.operations import deliver_alarm
 from failover.process import stop_on_signals
-from failover.sns import SigningCertificates, SnsEnvelope, SnsRejected, SnsVerifier
 
 log = logging.getLogger("failover.receiver")
 

@@ -52,12 +52,12 @@ from failover.names import (
     DRILL_WORKFLOW,
     FAILOVER_WORKFLOW,
     MONITOR_WORKFLOW,
+    WORKFLOW_TASK_TIMEOUT,
     drill_schedule_id,
     drill_workflow_id,
     failover_workflow_id,
     monitor_workflow_id,
 )
-from failover.temporal import WORKFLOW_TASK_TIMEOUT
 
 T = TypeVar("T")
 

@@ -1,0 +1,226 @@
+"""Failover commands: trigger, status, failback, approve, abort, plan, and the alarm
+receiver."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+import typer
+
+from failover import logs, names
+from failover.cli.common import (
+    ConfigOption,
+    IdentityOption,
+    JsonOption,
+    ReasonOption,
+    app,
+    cluster_of,
+    err,
+    identity_or_default,
+    load_app_config,
+    out,
+    run_async,
+    run_rpc,
+)
+from failover.cli.output import print_state, print_steps
+from failover.client.temporal import connect, find_endpoint
+from failover.config import ConfigError
+from failover.process import exit_now
+
+
+@app.command()
+def trigger(
+    cluster: str,
+    reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "manual trigger",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a failover of CLUSTER, or attach to the one already running."""
+    app_config = load_app_config(config)
+    try:
+        cluster_config = app_config.cluster(cluster)
+    except ConfigError as exc:
+        err.print(f"error: {exc}")
+        exit_now(2)
+
+    async def go() -> dict[str, Any]:
+        from failover.client.operations import start_or_attach_failover
+
+        endpoint = find_endpoint()
+        client = await connect(endpoint)
+        handle = await start_or_attach_failover(
+            client, cluster_config, task_queue=app_config.task_queue, reason=reason
+        )
+        return {
+            "workflow_id": handle.id,
+            "run_id": handle.result_run_id,
+            "ui_url": endpoint.workflow_url(handle.id, handle.result_run_id),
+        }
+
+    started = run_async(go())
+    if as_json:
+        print(json.dumps(started))
+    else:
+        out.print(f"failover {started['workflow_id']} run {started['run_id']}")
+        if started["ui_url"]:
+            out.print(f"watch it: {started['ui_url']}")
+    exit_now(0)
+
+
+@app.command()
+def status(cluster: Annotated[str | None, typer.Argument()] = None, as_json: JsonOption = False):
+    """Show the running failover's phase, or the last result, for one cluster or all."""
+
+    async def go() -> list[dict[str, Any]]:
+        from temporalio.service import RPCError
+
+        from failover.client.operations import failover_state, list_failover_clusters
+
+        client = await connect(find_endpoint())
+        clusters = [cluster] if cluster else await list_failover_clusters(client)
+        states = []
+        for name in clusters:
+            try:
+                states.append(await failover_state(client, name))
+            except RPCError as exc:
+                states.append({"cluster": name, "error": exc.message})
+        return states
+
+    states = run_async(go())
+    if as_json:
+        print(json.dumps(states[0] if cluster else states))
+    elif not states:
+        out.print("no failovers have run")
+    for state in [] if as_json else states:
+        print_state(state)
+    exit_now(0 if all("error" not in s for s in states) else 1)
+
+
+@app.command()
+def failback(
+    cluster: str,
+    reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "failback",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move CLUSTER back to the primary, verified (rolled back if the check fails)."""
+    app_config = load_app_config(config)
+    cluster_config = cluster_of(app_config, cluster)
+
+    async def go() -> dict[str, Any]:
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        from failover.client.operations import start_failback
+
+        client = await connect(find_endpoint())
+        try:
+            handle = await start_failback(
+                client, cluster_config, task_queue=app_config.task_queue, reason=reason
+            )
+        except WorkflowAlreadyStartedError:
+            err.print(f"error: failover-{cluster} is running; wait for it, then fail back")
+            exit_now(2)
+        return (await handle.result()).model_dump(mode="json")
+
+    result = run_async(go())
+    if as_json:
+        print(json.dumps(result))
+    else:
+        out.print(
+            f"{cluster}: {result['result']} ({result['from_side']} → {result['to_side']})",
+            style="bold",
+        )
+        out.print(f"  reason: {result['reason']}")
+        print_steps(result["steps"])
+    exit_now(0 if result["result"] in ("failed_over", "failed_over_with_warnings") else 1)
+
+
+def _failover_update(cluster: str, update: str, request: Any) -> Any:
+    async def go() -> Any:
+        from failover.client.operations import send_update
+        from failover.models import FailoverStatus
+        from failover.names import failover_workflow_id
+
+        client = await connect(find_endpoint())
+        handle = client.get_workflow_handle(failover_workflow_id(cluster))
+        return await send_update(handle, update, request, result_type=FailoverStatus)
+
+    return run_rpc(go(), missing=f"no failover of {cluster} is running")
+
+
+@app.command()
+def approve(cluster: str, identity: IdentityOption = None, reason: ReasonOption = "") -> None:
+    """Approve the failover of CLUSTER that waits for approval (require_approval)."""
+    from failover.models import ApproveRequest
+
+    who = identity_or_default(identity)
+    status = _failover_update(
+        cluster, names.APPROVE_UPDATE, ApproveRequest(identity=who, reason=reason)
+    )
+    out.print(f"failover-{cluster} approved by {who} (phase {status.phase})")
+    exit_now(0)
+
+
+@app.command()
+def abort(cluster: str, identity: IdentityOption = None, reason: ReasonOption = "") -> None:
+    """Abort the failover of CLUSTER before it switches (after the switch: failback)."""
+    from failover.models import AbortRequest
+
+    who = identity_or_default(identity)
+    _failover_update(cluster, names.ABORT_UPDATE, AbortRequest(identity=who, reason=reason))
+    out.print(f"failover-{cluster}: abort requested by {who}")
+    exit_now(0)
+
+
+@app.command()
+def plan(cluster: str, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print exactly what a failover of CLUSTER would change and check; change nothing."""
+    app_config = load_app_config(config)
+    cluster_config = cluster_of(app_config, cluster)
+
+    async def go() -> Any:
+        from failover.client.operations import plan_failover
+
+        client = await connect(find_endpoint())
+        return await plan_failover(client, cluster_config, task_queue=app_config.task_queue)
+
+    result = run_async(go())
+    if result.plan is None:
+        err.print(f"{cluster}: no plan: {result.reason}")
+        exit_now(1)
+    if as_json:
+        print(json.dumps(result.plan.model_dump(mode="json")))
+    else:
+        for line in result.plan.lines():
+            out.print(line)
+    exit_now(0)
+
+
+@app.command()
+def receiver(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default: config)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default: config)")] = None,
+) -> None:
+    """Run the alarm receiver (SNS, EventBridge, Alertmanager) until SIGINT/SIGTERM."""
+    from failover.alarms.receiver import serve_receiver
+
+    app_config = load_app_config(config)
+    # Request text in messages is escaped, so one request cannot forge another log line.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.TextFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    try:
+        endpoint = find_endpoint()
+    except RuntimeError as exc:
+        err.print(f"error: {exc}")
+        exit_now(2)
+    try:
+        run_async(serve_receiver(app_config, lambda: connect(endpoint), host=host, port=port))
+    except ConfigError as exc:
+        for line in exc.errors:
+            err.print(f"config error: {line}")
+        exit_now(2)
+    exit_now(0)
