@@ -18,11 +18,13 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from failover.names import STOREFRONT_PROBE_LOOP_ACTIVITY, WATCH_CLUSTER_ACTIVITY
+
 # The SDK sends at most one heartbeat per 80% of the heartbeat timeout; beating more often
 # than that costs nothing and keeps the gap short after a slow event-loop turn.
 BEAT_EVERY_SECONDS = 0.5
 # Activities that heartbeat their own progress details; an empty beat would overwrite them.
-SELF_HEARTBEATING = frozenset({"watch_cluster", "storefront_probe_loop"})
+SELF_HEARTBEATING = frozenset({WATCH_CLUSTER_ACTIVITY, STOREFRONT_PROBE_LOOP_ACTIVITY})
 
 
 class _HeartbeatingActivity(ActivityInboundInterceptor):

@@ -15,7 +15,7 @@ import httpx
 from temporalio import activity
 
 from activities.search_probe import http_auth, probe_node, tls_verify
-from failover import decisions
+from failover import decisions, names
 from failover.models import (
     CheckResult,
     ResolvedProbe,
@@ -48,11 +48,6 @@ async def resolve_all(host: str, nameserver: str | None, timeout_s: float) -> li
     return [str(rdata) for rdata in answer]
 
 
-async def resolve(host: str, nameserver: str | None, timeout_s: float) -> str:
-    """The address Magento would connect to, following CNAMEs through the given server."""
-    return (await resolve_all(host, nameserver, timeout_s))[0]
-
-
 class VerifyActivities:
     """Checks that search answers through the switched path and the storefront recovered."""
 
@@ -66,7 +61,8 @@ class VerifyActivities:
         address = url.host
         if check.nameserver is not None:
             try:
-                address = await resolve(url.host, check.nameserver, check.timeout_seconds)
+                resolved = await resolve_all(url.host, check.nameserver, check.timeout_seconds)
+                address = resolved[0]  # the one Magento's client would take first
             except (dns.exception.DNSException, OSError) as exc:
                 return CheckResult(
                     name="search_path",
@@ -161,7 +157,7 @@ class VerifyActivities:
             detail=f"search {check.search_term!r}: HTTP {search.status_code}",
         )
 
-    @activity.defn(name="storefront_probe_loop")
+    @activity.defn(name=names.STOREFRONT_PROBE_LOOP_ACTIVITY)
     async def storefront_probe_loop(self, request: StorefrontLoopInput) -> StorefrontTally:
         """Searches the storefront every interval until cancelled, then returns the counts.
 

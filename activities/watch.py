@@ -26,7 +26,7 @@ from activities.search_probe import (
     sigv4_headers,
     tls_verify,
 )
-from failover import decisions
+from failover import decisions, names
 from failover.config import BasicAuth, ClusterConfig, ClusterSide, SigV4Auth
 from failover.models import ClusterWatch, Side, WatchInput, WatchProgress
 
@@ -108,7 +108,7 @@ class ClusterWatchActivities:
         self.round_lateness_ms: deque[float] = deque(maxlen=200_000)
         self.node_probes = 0
 
-    @activity.defn(name="watch_cluster")
+    @activity.defn(name=names.WATCH_CLUSTER_ACTIVITY)
     async def watch_cluster(self, request: WatchInput) -> ClusterWatch:
         cluster = request.cluster
         reported = request.last or ClusterWatch(vantage=request.vantage)

@@ -28,6 +28,11 @@ FAILOVER_WORKFLOW = "FailoverWorkflow"
 MONITOR_WORKFLOW = "MonitorWorkflow"
 DRILL_WORKFLOW = "DrillWorkflow"
 
+# The activities that clients and the worker's interceptors must know by name (the
+# monitor's watch, read from its heartbeats; the two that heartbeat on their own).
+WATCH_CLUSTER_ACTIVITY = "watch_cluster"
+STOREFRONT_PROBE_LOOP_ACTIVITY = "storefront_probe_loop"
+
 STATUS_QUERY = "status"
 APPROVE_UPDATE = "approve"
 ABORT_UPDATE = "abort"

@@ -43,6 +43,7 @@ from failover.names import (
     drill_schedule_id,
     failover_workflow_id,
     monitor_workflow_id,
+    plan_workflow_id,
 )
 from sandbox.waiting import wait_for
 from tests.conftest import Stack
@@ -121,7 +122,7 @@ async def test_failover_failback_and_plan_runs_have_the_short_task_timeout(stack
         plans[:] = [
             w.id
             async for w in client.list_workflows(query)
-            if w.id.startswith(f"plan-{cluster.name}-")
+            if w.id.startswith(plan_workflow_id(cluster.name, ""))
         ]
         return bool(plans)
 

@@ -442,7 +442,6 @@ class FailoverWorkflow:
         request = decisions.switch_target_request(cluster, target)
         if request is None:
             return None
-        side = cluster.side(target)
         probe = await workflow.execute_activity_method(
             VerifyActivities.probe_switch_target,
             request,
@@ -454,8 +453,8 @@ class FailoverWorkflow:
         return decisions.switch_target_refusal(
             probe,
             target,
-            expected_cluster_name=side.expected_cluster_name,
-            expected_cluster_uuid=side.expected_cluster_uuid,
+            expected_cluster_name=request.side.expected_cluster_name,
+            expected_cluster_uuid=request.side.expected_cluster_uuid,
             yellow_policy=cluster.probe.yellow_policy,
         )
 

@@ -246,7 +246,7 @@ async def watch_progress(client: Client, cluster: str) -> dict[str, WatchProgres
     found: dict[str, WatchProgress] = {}
     for pending in description.raw_description.pending_activities:
         payloads = pending.heartbeat_details.payloads
-        if pending.activity_type.name != "watch_cluster" or not payloads:
+        if pending.activity_type.name != names.WATCH_CLUSTER_ACTIVITY or not payloads:
             continue
         progress = (await client.data_converter.decode(payloads[:1], [WatchProgress]))[0]
         if progress.view is not None:
