@@ -29,8 +29,10 @@ from activities.control import FailoverControlActivities
 from activities.heartbeat import AutoHeartbeat
 from activities.nlb import NlbActivities
 from activities.notify import NotifyActivities
+from activities.region import RegionActivities, region_clients
 from activities.reports import ReportActivities
 from activities.route53 import Route53Activities
+from activities.search_data import SearchDataActivities
 from activities.search_probe import SearchProbeActivities
 from activities.verify import VerifyActivities
 from activities.watch import ClusterWatchActivities
@@ -49,6 +51,8 @@ from failover.process import exit_now, stop_on_signals
 from workflows.drill import DrillWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.monitor import MonitorWorkflow
+from workflows.region import RegionDrillWorkflow, RegionSwitchWorkflow
+from workflows.replication import ReseedWorkflow
 
 DEFAULT_TASK_QUEUE = "search-failover"
 # A killed worker's sticky queue would otherwise hold the next workflow task for 10 s; after
@@ -93,20 +97,32 @@ def build_worker(
     route53 = Route53Activities(aws_client_factory(aws, "route53"))
     nlb = NlbActivities(aws_client_factory(aws, "elbv2"))
     probes = SearchProbeActivities(transport=probe_transport)
+    regional = region_clients(aws)
     caches = CacheActivities(
-        ssm_factory=aws_client_factory(aws, "ssm"), ec2_factory=aws_client_factory(aws, "ec2")
+        ssm_factory=aws_client_factory(aws, "ssm"),
+        ec2_factory=aws_client_factory(aws, "ec2"),
+        clients=regional,
     )
     verify = VerifyActivities(transport=probe_transport)
+    data = SearchDataActivities(transport=probe_transport)
     watch = watch or ClusterWatchActivities()
     control = FailoverControlActivities(client)
     reports = ReportActivities(report_dir)
     notify = NotifyActivities(
         sns_factory=aws_client_factory(aws, "sns"), http_transport=probe_transport
     )
+    region = RegionActivities(regional)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[FailoverWorkflow, MonitorWorkflow, DrillWorkflow],
+        workflows=[
+            FailoverWorkflow,
+            MonitorWorkflow,
+            DrillWorkflow,
+            ReseedWorkflow,
+            RegionSwitchWorkflow,
+            RegionDrillWorkflow,
+        ],
         activities=[
             route53.read_record,
             route53.upsert_record,
@@ -121,12 +137,30 @@ def build_worker(
             verify.probe_switch_target,
             verify.check_storefront,
             verify.storefront_probe_loop,
+            data.read_data,
+            data.promote,
+            data.follow,
+            data.wait_synced,
+            data.check_indices,
+            data.check_writes,
             watch.watch_cluster,
             control.start_failover,
             control.await_failover,
+            control.monitor_data_record,
             control.drill_guardrail_facts,
             reports.write_drill_report,
             notify.notify,
+            region.read_app_tier,
+            region.scale_app_tier,
+            region.wait_capacity,
+            region.read_database,
+            region.switch_database,
+            region.wait_database_writer,
+            region.read_cache_datastore,
+            region.failover_cache_datastore,
+            region.wait_cache_datastore,
+            verify.check_app_health,
+            verify.check_cart,
         ],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
@@ -141,12 +175,16 @@ def build_worker(
 def build_vantage_worker(
     client: Client, *, task_queue: str, local_address: str | None = None
 ) -> Worker:
-    """A probe worker for one vantage point (an AZ or region): it runs watches only."""
+    """A probe worker for one vantage point (an AZ or region): it runs the monitors'
+    watches and a Region switch's health checks of the Region it would leave."""
     watch = ClusterWatchActivities(local_address=local_address)
+    verify = VerifyActivities(
+        transport=httpx.AsyncHTTPTransport(local_address=local_address) if local_address else None
+    )
     return Worker(
         client,
         task_queue=task_queue,
-        activities=[watch.watch_cluster],
+        activities=[watch.watch_cluster, verify.check_app_health],
         **_activity_options(),
     )
 

@@ -27,16 +27,25 @@ from temporalio.exceptions import ApplicationError
 from failover.config import AwsSettings
 
 
-def aws_client_factory(aws: AwsSettings, service: str) -> Callable[[], Any]:
+def aws_client_factory(
+    aws: AwsSettings,
+    service: str,
+    region: str | None = None,
+    *,
+    session: boto3.session.Session | None = None,
+) -> Callable[[], Any]:
     """boto3 clients with botocore's retries off: Temporal's retry policy owns retrying.
 
     The only place that makes boto3 clients; activities receive factories, never boto3.
+    `region` overrides the configured Region (a Region switch calls both of its Regions);
+    `session`, shared, makes each further client in milliseconds instead of reading the
+    service models again (a session is not thread-safe: the caller holds a lock).
     """
 
     def make() -> Any:
-        return boto3.session.Session().client(
+        return (session or boto3.session.Session()).client(
             service,
-            region_name=aws.region,
+            region_name=region or aws.region,
             endpoint_url=str(aws.endpoint_url).rstrip("/") if aws.endpoint_url else None,
             config=BotoConfig(
                 retries={"total_max_attempts": 1, "mode": "standard"},
@@ -46,6 +55,11 @@ def aws_client_factory(aws: AwsSettings, service: str) -> Callable[[], Any]:
         )
 
     return make
+
+
+def aws_session() -> boto3.session.Session:
+    """A session to share between the clients one place makes (see aws_client_factory)."""
+    return boto3.session.Session()
 
 
 # Errors that no retry will fix: wrong rights, wrong zone, a change AWS will never accept.

@@ -12,7 +12,7 @@ import math
 import shlex
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import redis.asyncio as aioredis
@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsCaller
+from activities.region import Clients, RegionalAws
 from activities.secrets import secret_from_env
 from failover.config import RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
@@ -39,7 +40,11 @@ def _secret(env_name: str | None) -> str | None:
 
 
 class CacheActivities:
-    """Flushes Redis cache databases, purges Varnish and runs cache:flush through SSM."""
+    """Flushes Redis cache databases, purges Varnish and runs cache:flush through SSM.
+
+    `clients(service, region)` (activities.region.region_clients) serves SSM flushes that name
+    their Region; the factories serve the others, in the configured Region.
+    """
 
     def __init__(
         self,
@@ -47,10 +52,27 @@ class CacheActivities:
         ssm_factory: Callable[[], Any],
         ec2_factory: Callable[[], Any],
         http_transport: httpx.AsyncBaseTransport | None = None,
+        clients: Clients | None = None,
     ) -> None:
         self.ssm = AwsCaller(ssm_factory)
         self.ec2 = AwsCaller(ec2_factory)
+        self.regional = RegionalAws(clients) if clients is not None else None
         self.http_transport = http_transport
+
+    async def call_in(
+        self, service: Literal["ssm", "ec2"], region: str | None, operation: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The call in `region`, or through the configured clients when it is None."""
+        if region is None:
+            return await (self.ssm if service == "ssm" else self.ec2).call(operation, **kwargs)
+        if self.regional is None:
+            raise ApplicationError(
+                f"cannot flush in {region}: this worker's CacheActivities has no per-Region AWS "
+                "clients (clients=region_clients(aws))",
+                type="NoRegionalClients",
+                non_retryable=True,
+            )
+        return await self.regional.call_in(service, region, operation, **kwargs)
 
     @activity.defn(name="flush_cache")
     async def flush_cache(self, request: FlushRequest) -> FlushResult:
@@ -60,7 +82,7 @@ class CacheActivities:
         elif isinstance(cache, VarnishCache):
             detail = await self._purge_varnish(cache)
         else:
-            detail = await self._ssm_cache_flush(cache)
+            detail = await self._ssm_cache_flush(cache, request.region)
         return FlushResult(name=cache.name, type=cache.type, detail=detail)
 
     async def _flush_redis(self, cache: RedisCache) -> str:
@@ -121,9 +143,11 @@ class CacheActivities:
         servers = len(cache.servers)
         return f"PURGE X-Magento-Tags-Pattern {cache.tags_pattern} on {servers} server(s)"
 
-    async def _ssm_cache_flush(self, cache: SsmCache) -> str:
+    async def _ssm_cache_flush(self, cache: SsmCache, region: str | None) -> str:
         """Runs cache:flush on every running instance with the tag, and waits for each."""
-        reservations = await self.ec2.call(
+        reservations = await self.call_in(
+            "ec2",
+            region,
             "DescribeInstances",
             Filters=[
                 {"Name": f"tag:{cache.tag_key}", "Values": [cache.tag_value]},
@@ -134,15 +158,19 @@ class CacheActivities:
             i["InstanceId"] for r in reservations["Reservations"] for i in r["Instances"]
         )
         if not instance_ids:
+            where = f" in {region}" if region else ""
             raise ApplicationError(
-                f"ssm {cache.name}: no running instance tagged {cache.tag_key}={cache.tag_value}",
+                f"ssm {cache.name}: no running instance tagged {cache.tag_key}={cache.tag_value}"
+                + where,
                 type="NoInstances",
                 non_retryable=True,
             )
         command = f"cd {shlex.quote(cache.magento_root)} && {cache.command}"
         if cache.run_as:
             command = f"sudo -u {shlex.quote(cache.run_as)} sh -c {shlex.quote(command)}"
-        sent = await self.ssm.call(
+        sent = await self.call_in(
+            "ssm",
+            region,
             "SendCommand",
             InstanceIds=instance_ids,
             DocumentName="AWS-RunShellScript",
@@ -151,7 +179,7 @@ class CacheActivities:
             TimeoutSeconds=max(SSM_MIN_TIMEOUT_SECONDS, math.ceil(cache.timeout_seconds)),
         )
         command_id = sent["Command"]["CommandId"]
-        statuses = await self._wait_invocations(cache, command_id, instance_ids)
+        statuses = await self._wait_invocations(cache, command_id, instance_ids, region)
         failed = {i: s for i, s in statuses.items() if s != "Success"}
         if failed:
             listed = ", ".join(f"{i} {s}" for i, s in failed.items())
@@ -161,7 +189,7 @@ class CacheActivities:
         return f"{cache.command} on {', '.join(instance_ids)} (command {command_id})"
 
     async def _wait_invocations(
-        self, cache: SsmCache, command_id: str, instance_ids: list[str]
+        self, cache: SsmCache, command_id: str, instance_ids: list[str], region: str | None
     ) -> dict[str, str]:
         deadline = time.monotonic() + cache.timeout_seconds
         statuses = dict.fromkeys(instance_ids, "Pending")
@@ -170,8 +198,12 @@ class CacheActivities:
                 if statuses[instance_id] in SSM_DONE:
                     continue
                 try:
-                    answer = await self.ssm.call(
-                        "GetCommandInvocation", CommandId=command_id, InstanceId=instance_id
+                    answer = await self.call_in(
+                        "ssm",
+                        region,
+                        "GetCommandInvocation",
+                        CommandId=command_id,
+                        InstanceId=instance_id,
                     )
                 except ApplicationError as err:
                     if err.type != "InvocationDoesNotExist":  # not registered yet: poll again

@@ -12,8 +12,13 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from failover.client.operations import monitor_status, start_or_attach_failover
+from failover.client.operations import (
+    known_data,
+    monitor_status,
+    start_or_attach_failover,
+)
 from failover.models import (
+    DataRecord,
     FailoverResult,
     FailoverStarted,
     GuardrailFacts,
@@ -48,6 +53,16 @@ class FailoverControlActivities:
             started.workflow_id, run_id=started.run_id, result_type=FailoverResult
         )
         return await handle.result(follow_runs=False)
+
+    @activity.defn(name="monitor_data_record")
+    async def monitor_data_record(self, cluster: str) -> DataRecord:
+        """The monitor's record of both sides' storefront indices; empty without a monitor
+        (preflight then judges the standby on what it says of itself)."""
+        try:
+            return await known_data(self.client, cluster)
+        except RPCError as err:
+            activity.logger.info("no monitor record for %s: %s", cluster, err.message)
+            return DataRecord()
 
     @activity.defn(name="drill_guardrail_facts")
     async def drill_guardrail_facts(self, request: GuardrailRequest) -> GuardrailFacts:

@@ -18,13 +18,29 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from failover.names import STOREFRONT_PROBE_LOOP_ACTIVITY, WATCH_CLUSTER_ACTIVITY
+from failover.names import (
+    STOREFRONT_PROBE_LOOP_ACTIVITY,
+    WAIT_CACHE_DATASTORE_ACTIVITY,
+    WAIT_CAPACITY_ACTIVITY,
+    WAIT_DATABASE_ACTIVITY,
+    WAIT_FOLLOWERS_SYNCED_ACTIVITY,
+    WATCH_CLUSTER_ACTIVITY,
+)
 
 # The SDK sends at most one heartbeat per 80% of the heartbeat timeout; beating more often
 # than that costs nothing and keeps the gap short after a slow event-loop turn.
 BEAT_EVERY_SECONDS = 0.5
 # Activities that heartbeat their own progress details; an empty beat would overwrite them.
-SELF_HEARTBEATING = frozenset({WATCH_CLUSTER_ACTIVITY, STOREFRONT_PROBE_LOOP_ACTIVITY})
+SELF_HEARTBEATING = frozenset(
+    {
+        WATCH_CLUSTER_ACTIVITY,
+        STOREFRONT_PROBE_LOOP_ACTIVITY,
+        WAIT_FOLLOWERS_SYNCED_ACTIVITY,
+        WAIT_CAPACITY_ACTIVITY,
+        WAIT_DATABASE_ACTIVITY,
+        WAIT_CACHE_DATASTORE_ACTIVITY,
+    }
+)
 
 
 class _HeartbeatingActivity(ActivityInboundInterceptor):

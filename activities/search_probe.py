@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.secrets import secret_from_env
 from failover import metrics
-from failover.config import BasicAuth, ClusterSide, SigV4Auth, TlsSettings
+from failover.config import BasicAuth, ClusterConfig, ClusterSide, SigV4Auth, TlsSettings
 from failover.decisions import BAD_ANSWER
 from failover.models import NodeProbe, ProbeSideInput, SideProbe
 
@@ -141,16 +141,27 @@ def _error_type(body: bytes) -> str | None:
     return error if isinstance(error, str) else None
 
 
+HEALTH_PATH = "/_cluster/health"
+
+
 async def probe_node_via(
-    fetch: Fetch, url: str, timeout_s: float, *, identity: bool = True
+    fetch: Fetch,
+    url: str,
+    timeout_s: float,
+    *,
+    identity: bool = True,
+    health_path: str = HEALTH_PATH,
 ) -> NodeProbe:
     """Asks one node who it is and how its cluster is; all failures become data.
 
     `identity=False` skips `GET /`: _cluster/health names the cluster too, only the
     cluster_uuid is missing. Monitors use it on most rounds to halve their requests.
+    `health_path` scopes the health to the storefront's indices (MagentoIndices): there a
+    missing alias answers 408 with `timed_out` and red, which is health, not an HTTP error.
     """
     started = time.monotonic()
-    probe = NodeProbe(url=url)
+    scoped = health_path != HEALTH_PATH
+    probe = NodeProbe(url=url, health_scope=_scope(health_path) if scoped else None)
     base = url.rstrip("/")
     try:
         async with asyncio.timeout(timeout_s * 2):
@@ -163,12 +174,12 @@ async def probe_node_via(
                 info = _json_object(body, "/", status)
                 probe.cluster_name = info.get("cluster_name")
                 probe.cluster_uuid = info.get("cluster_uuid")
-            status, body = await fetch(base + "/_cluster/health")
+            status, body = await fetch(base + health_path)
             probe.http_status = status
-            if status >= 400:
+            if status >= 400 and not (scoped and status == 408):
                 probe.error_type = _error_type(body)
                 return probe
-            health = _json_object(body, "/_cluster/health", status)
+            health = _json_object(body, health_path, status)
             if not identity:
                 probe.cluster_name = health.get("cluster_name")
             probe.health_status = health.get("status")
@@ -186,6 +197,14 @@ async def probe_node_via(
     return probe
 
 
+def _scope(health_path: str) -> str:
+    return health_path.removeprefix(HEALTH_PATH + "/").split("?", 1)[0]
+
+
+def health_path_of(cluster: ClusterConfig) -> str:
+    return cluster.magento.health_path() if cluster.magento is not None else HEALTH_PATH
+
+
 def httpx_fetch(client: httpx.AsyncClient, timeout_s: float) -> Fetch:
     async def fetch(url: str) -> tuple[int, bytes]:
         try:
@@ -198,9 +217,16 @@ def httpx_fetch(client: httpx.AsyncClient, timeout_s: float) -> Fetch:
 
 
 async def probe_node(
-    client: httpx.AsyncClient, url: str, timeout_s: float, *, identity: bool = True
+    client: httpx.AsyncClient,
+    url: str,
+    timeout_s: float,
+    *,
+    identity: bool = True,
+    health_path: str = HEALTH_PATH,
 ) -> NodeProbe:
-    return await probe_node_via(httpx_fetch(client, timeout_s), url, timeout_s, identity=identity)
+    return await probe_node_via(
+        httpx_fetch(client, timeout_s), url, timeout_s, identity=identity, health_path=health_path
+    )
 
 
 def probe_client(
@@ -231,7 +257,15 @@ class SearchProbeActivities:
             settings, request.timeout_seconds, transport=self.transport
         ) as client:
             probes = await asyncio.gather(
-                *(probe_node(client, str(node), request.timeout_seconds) for node in settings.nodes)
+                *(
+                    probe_node(
+                        client,
+                        str(node),
+                        request.timeout_seconds,
+                        health_path=request.health_path,
+                    )
+                    for node in settings.nodes
+                )
             )
         counter = activity.metric_meter().create_counter(
             metrics.PROBES, "search node probes by the failover and drills"

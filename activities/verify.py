@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dns.asyncresolver
@@ -16,7 +17,10 @@ from temporalio import activity
 
 from activities.search_probe import http_auth, probe_node, tls_verify
 from failover import decisions, names
+from failover.config import StorefrontCheck
 from failover.models import (
+    AppHealthRequest,
+    CartRequest,
     CheckResult,
     ResolvedProbe,
     SearchPathRequest,
@@ -29,6 +33,8 @@ from failover.models import (
 )
 
 STOREFRONT_QUERY = "{ products(search: %s, pageSize: 1) { total_count items { sku } } }"
+# A guest cart: the cheapest write a shopper makes, and one a read-only database refuses.
+CART_MUTATION = "mutation { createEmptyCart }"
 
 
 async def resolve_all(host: str, nameserver: str | None, timeout_s: float) -> list[str]:
@@ -129,20 +135,30 @@ class VerifyActivities:
     @activity.defn(name="check_storefront")
     async def check_storefront(self, request: StorefrontRequest) -> CheckResult:
         check = request.check
-        base = str(check.url).rstrip("/")
         query = STOREFRONT_QUERY % json.dumps(check.search_term)
+        target = await _storefront_target(check)
+        if target.problem is not None:
+            return CheckResult(name="storefront", problem=f"storefront failed: {target.problem}")
+        base = target.base
         async with httpx.AsyncClient(
-            timeout=check.timeout_seconds, transport=self.transport
+            timeout=check.timeout_seconds, transport=self.transport, headers=target.headers
         ) as client:
             try:
                 search, category = await asyncio.gather(
-                    client.post(base + check.graphql_path, json={"query": query}),
-                    client.get(base + check.category_path) if check.category_path else _none(),
+                    client.post(
+                        base + check.graphql_path,
+                        json={"query": query},
+                        extensions=target.extensions,
+                    ),
+                    client.get(base + check.category_path, extensions=target.extensions)
+                    if check.category_path
+                    else _none(),
                 )
             except httpx.HTTPError as exc:
                 return CheckResult(
                     name="storefront",
-                    problem=f"storefront failed: {base} unreachable: {type(exc).__name__}: {exc}",
+                    problem=f"storefront failed: {target.shown} unreachable: "
+                    f"{type(exc).__name__}: {exc}",
                 )
         problem = decisions.storefront_problem(
             search_status=search.status_code,
@@ -154,7 +170,58 @@ class VerifyActivities:
         return CheckResult(
             name="storefront",
             problem=problem,
-            detail=f"search {check.search_term!r}: HTTP {search.status_code}",
+            detail=f"search {check.search_term!r}: HTTP {search.status_code}{target.via}",
+        )
+
+    @activity.defn(name="check_app_health")
+    async def check_app_health(self, request: AppHealthRequest) -> CheckResult:
+        """Magento's health check through one Region's load balancer, before www moves there."""
+        url = request.url.rstrip("/") + request.path
+        headers = {"host": request.host_header} if request.host_header else None
+        async with httpx.AsyncClient(
+            timeout=request.timeout_seconds, transport=self.transport, headers=headers
+        ) as client:
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError as exc:
+                problem = decisions.app_health_problem(
+                    url=url, status=None, error=f"{type(exc).__name__}: {exc}"
+                )
+                return CheckResult(name="app_health", problem=problem)
+        return CheckResult(
+            name="app_health",
+            problem=decisions.app_health_problem(url=url, status=response.status_code),
+            detail=f"{url}: HTTP {response.status_code}",
+        )
+
+    @activity.defn(name="check_cart")
+    async def check_cart(self, request: CartRequest) -> CheckResult:
+        """A guest cart through the storefront: proof that its database takes writes here."""
+        check = request.check
+        target = await _storefront_target(check)
+        if target.problem is not None:
+            return CheckResult(name="cart", problem=f"{decisions.CART_FAILED}: {target.problem}")
+        async with httpx.AsyncClient(
+            timeout=check.timeout_seconds, transport=self.transport, headers=target.headers
+        ) as client:
+            try:
+                response = await client.post(
+                    target.base + check.graphql_path,
+                    json={"query": CART_MUTATION},
+                    extensions=target.extensions,
+                )
+            except httpx.HTTPError as exc:
+                return CheckResult(
+                    name="cart",
+                    problem=f"{decisions.CART_FAILED}: {target.shown} unreachable: "
+                    f"{type(exc).__name__}: {exc}",
+                )
+        body = _json(response)
+        cart = decisions.created_cart(body)
+        return CheckResult(
+            name="cart",
+            problem=decisions.cart_problem(status=response.status_code, body=body),
+            detail=f"cart {cart}{target.via}" if cart else f"HTTP {response.status_code}",
         )
 
     @activity.defn(name=names.STOREFRONT_PROBE_LOOP_ACTIVITY)
@@ -182,6 +249,46 @@ class VerifyActivities:
                 await asyncio.sleep(request.interval_seconds)
         except asyncio.CancelledError:
             return tally
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a storefront check connects, and what it tells the server it asked for."""
+
+    base: str  # scheme://address:port, no trailing slash
+    shown: str  # the url as configured, for messages
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+    via: str = ""  # " (www.example.com → 10.0.0.1)" when resolved
+    problem: str | None = None
+
+
+async def _storefront_target(check: StorefrontCheck) -> _Target:
+    """The url's host resolved through `nameserver` as customers would resolve it (connecting
+    to the first address, the original host as Host and TLS name); `host_header` sent as Host."""
+    url = httpx.URL(str(check.url))
+    shown = str(url).rstrip("/")
+    headers = {"host": check.host_header} if check.host_header else {}
+    if check.nameserver is None:
+        return _Target(base=shown, shown=shown, headers=headers)
+    try:
+        addresses = await resolve_all(url.host, check.nameserver, check.timeout_seconds)
+    except (dns.exception.DNSException, OSError) as exc:
+        return _Target(
+            base=shown,
+            shown=shown,
+            problem=f"cannot resolve {url.host} through {check.nameserver}: {exc}",
+        )
+    address = addresses[0]
+    headers.setdefault("host", url.netloc.decode())
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    return _Target(
+        base=str(url.copy_with(host=address)).rstrip("/"),
+        shown=shown,
+        headers=headers,
+        extensions=extensions,
+        via=f" ({url.host} → {address})",
+    )
 
 
 def _url(scheme: str, address: str, port: int) -> str:

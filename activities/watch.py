@@ -18,17 +18,26 @@ import aiohttp
 from botocore.session import Session as BotocoreSession
 from temporalio import activity
 
+from activities.search_data import read_side_data
 from activities.search_probe import (
     USER_AGENT,
     NodeUnreachable,
     basic_password,
+    health_path_of,
     probe_node_via,
     sigv4_headers,
     tls_verify,
 )
 from failover import decisions, names
-from failover.config import BasicAuth, ClusterConfig, ClusterSide, SigV4Auth
-from failover.models import ClusterWatch, Side, WatchInput, WatchProgress
+from failover.config import BasicAuth, ClusterConfig, ClusterSide, MagentoIndices, SigV4Auth
+from failover.models import (
+    ClusterWatch,
+    DataRecord,
+    Side,
+    WatchInput,
+    WatchProgress,
+    other_side,
+)
 
 BEAT_EVERY_SECONDS = 1.0
 # `GET /` (the cluster_uuid) is asked of a node when first reached (or reached again after
@@ -125,16 +134,26 @@ class ClusterWatchActivities:
             view=view,
         )
         identities: dict[str, str | None] = {}
-        async with self._clients(cluster) as clients, _beating(progress):
+        magento = cluster.magento if request.read_data else None
+        data_next_at = time.monotonic()
+        async with (
+            self._clients(cluster) as clients,
+            _beating(progress),
+            _worker_shutdown() as shutdown,
+        ):
             # Keep the cadence across watches: a watch that just returned a change must not
             # probe again at once, or a short outage would count one extra failing round.
             next_at = time.monotonic()
             if reported.observed_at is not None:
                 next_at += max(0.0, reported.observed_at + interval - time.time())
-                await asyncio.sleep(next_at - time.monotonic())
+                if await _until_shutdown(shutdown, next_at - time.monotonic()):
+                    return view
             while True:
                 lateness = (time.monotonic() - next_at) * 1000
                 self.round_lateness_ms.append(lateness)
+                if magento is not None and time.monotonic() >= data_next_at:
+                    view.data = await _read_data(cluster, magento, clients, view)
+                    data_next_at = time.monotonic() + magento.check_every_seconds
                 view = await self._round(cluster, clients, view, identities)
                 progress.rounds += 1
                 progress.last_round_at = view.observed_at or 0.0
@@ -143,7 +162,11 @@ class ClusterWatchActivities:
                 progress.view = view
                 # A first watch reports its first round, so the monitor counts only
                 # vantage points that have really probed; after that, only changes.
-                if request.last is None or reported.states() != view.states():
+                if (
+                    request.last is None
+                    or reported.states() != view.states()
+                    or decisions.data_key(reported.data) != decisions.data_key(view.data)
+                ):
                     return view
                 next_at += interval
                 now = time.monotonic()
@@ -151,7 +174,8 @@ class ClusterWatchActivities:
                     next_at += ((now - next_at) // interval + 1) * interval
                 if next_at >= deadline:
                     return view
-                await asyncio.sleep(next_at - now)
+                if await _until_shutdown(shutdown, next_at - now):
+                    return view
 
     async def _round(
         self,
@@ -161,9 +185,17 @@ class ClusterWatchActivities:
         identities: dict[str, str | None],
     ) -> ClusterWatch:
         sides: tuple[Side, Side] = ("primary", "standby")
+        record = view.data
         results = await asyncio.gather(
             *(
-                self._side_health(cluster, side, clients[side], identities, view.rounds)
+                self._side_health(
+                    cluster,
+                    side,
+                    clients[side],
+                    identities,
+                    view.rounds,
+                    decisions.cluster_status_note(record.side(side) if record else None),
+                )
                 for side in sides
             )
         )
@@ -191,6 +223,7 @@ class ClusterWatchActivities:
         client: NodeFetcher,
         identities: dict[str, str | None],
         round_number: int,
+        cluster_note: str | None,
     ) -> tuple[decisions.SideHealth, str | None]:
         settings = cluster.side(side)
         timeout = cluster.probe.timeout_seconds
@@ -198,12 +231,22 @@ class ClusterWatchActivities:
         ask = {
             url: round_number % IDENTITY_EVERY_ROUNDS == 0 or url not in identities for url in urls
         }
+        health_path = health_path_of(cluster)
         probes = await asyncio.gather(
-            *(probe_node_via(client.fetch, url, timeout, identity=ask[url]) for url in urls)
+            *(
+                probe_node_via(
+                    client.fetch, url, timeout, identity=ask[url], health_path=health_path
+                )
+                for url in urls
+            )
         )
         self.node_probes += len(probes)
         for probe in probes:
-            answered = probe.error is None and (probe.http_status or 200) < 400
+            # A scoped health's 408 (an alias missing) is an answer: the node is there.
+            answered = probe.error is None and (
+                (probe.http_status or 200) < 400
+                or (probe.http_status == 408 and probe.health_scope is not None)
+            )
             if not answered:
                 identities.pop(probe.url, None)  # ask again once it answers
             elif ask[probe.url]:
@@ -217,7 +260,10 @@ class ClusterWatchActivities:
             yellow_policy=cluster.probe.yellow_policy,
         )
         notes = {p.url: decisions.node_degraded(p) for p in probes}
-        return decisions.side_health(problems, notes, down_share=cluster.probe.down_share)
+        health, reason = decisions.side_health(problems, notes, down_share=cluster.probe.down_share)
+        if health == "healthy" and cluster_note is not None:
+            return "degraded", f"{decisions.DEGRADED}: {cluster_note}"
+        return health, reason
 
     @contextlib.asynccontextmanager
     async def _clients(self, cluster: ClusterConfig) -> AsyncIterator[Clients]:
@@ -234,6 +280,37 @@ class ClusterWatchActivities:
                 for side, settings in sides.items()
             }
             yield clients
+
+
+async def _read_data(
+    cluster: ClusterConfig, magento: MagentoIndices, clients: Clients, view: ClusterWatch
+) -> DataRecord:
+    """Both sides' storefront indices, folded into what the monitor keeps of each: a side
+    that does not answer keeps its last good reading."""
+    sides: tuple[Side, Side] = ("primary", "standby")
+    readings = await asyncio.gather(
+        *(
+            read_side_data(
+                clients[side].fetch,
+                [str(n) for n in cluster.side(side).nodes],
+                side,
+                magento,
+                cluster.replication.kind,
+            )
+            for side in sides
+        )
+    )
+    before = view.data or DataRecord()
+    folded = {
+        side: decisions.fold_data(
+            before.side(side),
+            reading,
+            cluster.replication,
+            leader_healthy=view.side(other_side(side)).state in ("healthy", "degraded"),
+        )
+        for side, reading in zip(sides, readings, strict=True)
+    }
+    return DataRecord(primary=folded["primary"], standby=folded["standby"])
 
 
 def _resumed_view(reported: ClusterWatch) -> ClusterWatch:
@@ -264,3 +341,23 @@ async def _beating(progress: WatchProgress) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def _worker_shutdown() -> AsyncIterator[asyncio.Future[None]]:
+    """Done when this worker starts shutting down (a deploy, a scale-in, Ctrl-C)."""
+    shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+    try:
+        yield shutdown
+    finally:
+        shutdown.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await shutdown
+
+
+async def _until_shutdown(shutdown: asyncio.Future[None], seconds: float) -> bool:
+    """Waits `seconds` between rounds, or less if the worker starts shutting down: True then.
+    The watch then returns its view at once, and the monitor's next watch runs on a live
+    worker, instead of this one holding the shutdown for its whole graceful timeout."""
+    done, _ = await asyncio.wait((shutdown,), timeout=max(0.0, seconds))
+    return bool(done)

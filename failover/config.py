@@ -411,11 +411,132 @@ class StorefrontCheck(StrictModel):
     category_path: str | None = "/women.html"
     broken_marker: str = "We can't find products matching the selection."
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    nameserver: str | None = Field(
+        default=None,
+        description="host:port of a DNS server to resolve the url's host with, as customers "
+        "would (default: connect as the url says)",
+    )
+    host_header: str | None = Field(
+        default=None,
+        description="Host header to send (checking one Region's ALB directly as www)",
+    )
 
 
 class VerifySettings(StrictModel):
     search_path: SearchPathCheck | None = None
     storefront: StorefrontCheck | None = None
+
+
+INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.+-]{0,254}$"
+
+
+class MagentoIndices(StrictModel):
+    """The indices the storefront reads: Magento searches the alias `<prefix>_product_<store>`,
+    which points at the versioned index `<prefix>_product_<store>_v<N>` a reindex replaces."""
+
+    index_prefix: str = Field(default="magento2", pattern=r"^[a-z0-9][a-z0-9_-]{0,100}$")
+    stores: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="explicit alias names instead of <prefix>_product_<store> (other "
+        "extensions' indices, say)",
+    )
+    min_document_ratio: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="the standby must hold at least this share of the primary's last known "
+        "document count per alias, or preflight refuses it (too few documents)",
+    )
+    check_every_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="how often the monitor reads aliases, counts and replication checkpoints",
+    )
+
+    @field_validator("stores")
+    @classmethod
+    def _unique_stores(cls, stores: list[int]) -> list[int]:
+        repeated = sorted({s for s in stores if stores.count(s) > 1})
+        if repeated:
+            raise ValueError(f"stores are listed twice: {', '.join(map(str, repeated))}")
+        if any(s < 0 for s in stores):
+            raise ValueError("store ids are whole numbers from 0")
+        return stores
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_names(cls, aliases: list[str]) -> list[str]:
+        _refuse_repeats("alias", aliases)
+        bad = [a for a in aliases if not re.match(INDEX_NAME_PATTERN, a)]
+        if bad:
+            raise ValueError(
+                f"not index or alias names: {', '.join(map(repr, bad))} (lowercase, no "
+                "wildcards, no leading _ or -)"
+            )
+        return aliases
+
+    def alias_names(self) -> list[str]:
+        if self.aliases:
+            return list(self.aliases)
+        return [f"{self.index_prefix}_product_{store}" for store in self.stores]
+
+    def health_path(self) -> str:
+        """`_cluster/health` scoped to the storefront's indices: a red index Magento never
+        reads is no reason to fail over, and a missing alias is (HTTP 408, red)."""
+        return "/_cluster/health/" + ",".join(self.alias_names()) + "?timeout=0s"
+
+
+def flush_stages(caches: list[Cache]) -> list[list[Cache]]:
+    """The caches in flush order: the app's backends together, then Varnish. Purged
+    first, Varnish would refill from Magento's still-broken page cache in Redis."""
+    backends = [c for c in caches if not isinstance(c, VarnishCache)]
+    varnishes = [c for c in caches if isinstance(c, VarnishCache)]
+    return [stage for stage in (backends, varnishes) if stage]
+
+
+class ReplicationSettings(StrictModel):
+    """Cross-cluster replication from the active cluster to the other: the OpenSearch
+    replication plugin (and Amazon OpenSearch Service), or Elasticsearch CCR."""
+
+    kind: Literal["opensearch", "elasticsearch", "none"] = "none"
+    max_lag_operations: int = Field(
+        default=1000, ge=0, description="preflight refuses a standby further behind"
+    )
+    max_lag_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="preflight refuses a standby that had not caught up for longer (while the "
+        "primary was still healthy), or whose replication was paused or failed for longer",
+    )
+    promote: bool = Field(
+        default=True,
+        description="after a verified failover, stop replication on the new active side so "
+        "Magento's indexer can write (cannot be undone; never in a drill or dry run)",
+    )
+    primary_connection: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,100}$",
+        description="on the standby: the remote connection (leader alias) to the primary",
+    )
+    standby_connection: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,100}$",
+        description="on the primary: the remote connection to the standby, for re-seeding",
+    )
+    sync_timeout_seconds: float = Field(
+        default=3600, gt=0, le=7 * 86400, description="how long a re-seed may take to catch up"
+    )
+    poll_seconds: float = Field(default=5, gt=0, le=300)
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+    def connection_to(self, leader: Literal["primary", "standby"]) -> str | None:
+        """The connection name a follower uses to reach `leader`."""
+        return self.primary_connection if leader == "primary" else self.standby_connection
 
 
 CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -438,16 +559,35 @@ class ClusterConfig(StrictModel):
     approval_on_timeout: Literal["proceed", "abort"] = "abort"
     notify: NotifySettings = Field(default_factory=NotifySettings)
     drill: DrillSettings = Field(default_factory=DrillSettings)
+    magento: MagentoIndices | None = Field(
+        default=None, description="the storefront's indices: checked on both sides, off by default"
+    )
+    replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
 
     def side(self, name: Literal["primary", "standby"]) -> ClusterSide:
         return self.primary if name == "primary" else self.standby
 
     def flush_stages(self) -> list[list[Cache]]:
-        """The caches in flush order: the app's backends together, then Varnish. Purged
-        first, Varnish would refill from Magento's still-broken page cache in Redis."""
-        backends = [c for c in self.caches if not isinstance(c, VarnishCache)]
-        varnishes = [c for c in self.caches if isinstance(c, VarnishCache)]
-        return [stage for stage in (backends, varnishes) if stage]
+        return flush_stages(self.caches)
+
+    @model_validator(mode="after")
+    def _replication_needs_indices(self) -> ClusterConfig:
+        replication = self.replication
+        if replication.enabled and self.magento is None:
+            raise ValueError(
+                "replication is configured but magento is not: name the indices that are "
+                "replicated (magento: {index_prefix: ..., stores: [...]})"
+            )
+        if replication.enabled and replication.primary_connection is None:
+            raise ValueError(
+                "replication.primary_connection is required: the remote connection on the "
+                "standby that its follower indices replicate from"
+            )
+        return self
+
+    @property
+    def promotes(self) -> bool:
+        return self.replication.enabled and self.replication.promote
 
     @field_validator("caches")
     @classmethod
@@ -600,10 +740,210 @@ class ReceiverSettings(StrictModel):
         return self
 
 
+REGION_PATTERN = r"^[a-z]{2}(-gov)?(-[a-z]+)+-\d{1,2}$"
+ARN_PARTITION = r"arn:aws(-cn|-us-gov)?"
+ELB_ARN_PREFIX = rf"^{ARN_PARTITION}:elasticloadbalancing:[a-z0-9-]+:\d{{12}}"
+ALB_ARN_PATTERN = ELB_ARN_PREFIX + r":loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+$"
+TARGET_GROUP_ARN_PATTERN = ELB_ARN_PREFIX + r":targetgroup/[A-Za-z0-9-]+/[0-9a-f]+$"
+DB_CLUSTER_ARN_PATTERN = rf"^{ARN_PARTITION}:rds:[a-z0-9-]+:\d{{12}}:cluster:[A-Za-z0-9-]+$"
+RegionRole = Literal["primary", "dr"]
+SearchSide = Literal["primary", "standby"]
+
+
+def arn_region(arn: str) -> str:
+    """The Region field of an ARN (arn:partition:service:region:account:resource)."""
+    return arn.split(":")[3]
+
+
+class RegionSite(StrictModel):
+    """One Region of a storefront: what serves the shop there, and what it needs to take all
+    of the shop's traffic."""
+
+    region: str = Field(pattern=REGION_PATTERN)
+    load_balancer_arn: str = Field(pattern=ALB_ARN_PATTERN, description="the app's ALB")
+    target_group_arn: str = Field(
+        pattern=TARGET_GROUP_ARN_PATTERN, description="the ALB's target group of app servers"
+    )
+    url: AnyHttpUrl = Field(
+        description="the ALB's own address: the Region is checked through it before www moves"
+    )
+    auto_scaling_group: str = Field(min_length=1, max_length=255)
+    capacity: int = Field(
+        ge=1, le=10000, description="InService, healthy instances needed to take all traffic"
+    )
+    database_cluster_arn: str = Field(
+        pattern=DB_CLUSTER_ARN_PATTERN, description="this Region's member of the global database"
+    )
+    cache_replication_group: str | None = Field(
+        default=None, description="this Region's member of the ElastiCache global datastore"
+    )
+    caches: list[Cache] = Field(
+        default_factory=list, description="flushed here after the switch (Redis, Varnish, SSM)"
+    )
+    search_side: SearchSide | None = Field(
+        default=None, description="the search cluster's side that lives in this Region"
+    )
+
+    @field_validator("caches")
+    @classmethod
+    def _unique_cache_names(cls, caches: list[Cache]) -> list[Cache]:
+        _refuse_repeats("cache", [c.name for c in caches])
+        return caches
+
+    @model_validator(mode="after")
+    def _arns_in_region(self) -> RegionSite:
+        wrong = [
+            f"{name} is in {arn_region(arn)}"
+            for name, arn in (
+                ("load_balancer_arn", self.load_balancer_arn),
+                ("target_group_arn", self.target_group_arn),
+                ("database_cluster_arn", self.database_cluster_arn),
+            )
+            if arn_region(arn) != self.region
+        ]
+        if wrong:
+            raise ValueError(f"not in region {self.region}: {'; '.join(wrong)}")
+        return self
+
+    def flush_stages(self) -> list[list[Cache]]:
+        return flush_stages(self.caches)
+
+
+class GlobalDatabase(StrictModel):
+    """The Aurora global database whose writer moves with the storefront."""
+
+    global_cluster_id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+    max_lag_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="preflight refuses a secondary further behind (AuroraGlobalDBReplicationLag)",
+    )
+    allow_data_loss: bool = Field(
+        default=False,
+        description="let an ungraceful failover (FailoverGlobalCluster with AllowDataLoss) run "
+        "without an operator's approval",
+    )
+    switch_timeout_seconds: float = Field(default=900, gt=0, le=7200)
+    poll_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+class GlobalCache(StrictModel):
+    """The ElastiCache global datastore holding Magento's cache and sessions."""
+
+    global_replication_group_id: str = Field(min_length=1, max_length=255)
+    switch_timeout_seconds: float = Field(default=900, gt=0, le=7200)
+    poll_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+class RegionConfirmation(StrictModel):
+    """How a Region is found down: its ALB and Magento's health check, from a quorum of
+    vantage points, for `rounds` rounds in a row."""
+
+    health_path: str = Field(default="/health_check.php", pattern=r"^/")
+    rounds: int = Field(default=3, ge=1, le=20)
+    interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    vantage_points: list[str] = Field(
+        default_factory=list,
+        description="task queues of probe workers (empty: the worker's own queue only)",
+    )
+    quorum: int | None = Field(default=None, ge=1, description="default: a majority")
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> RegionConfirmation:
+        _refuse_repeats("vantage point", self.vantage_points)
+        count = max(1, len(self.vantage_points))
+        if self.quorum is not None and self.quorum > count:
+            raise ValueError(f"quorum {self.quorum} is more than the {count} vantage point(s)")
+        return self
+
+    def needed(self) -> int:
+        count = max(1, len(self.vantage_points))
+        return self.quorum if self.quorum is not None else count // 2 + 1
+
+
+class StorefrontConfig(StrictModel):
+    """A Magento storefront in two Regions: the Region switch's runbook reads from here."""
+
+    name: str
+    primary: RegionSite
+    dr: RegionSite
+    www: Route53Switch = Field(
+        description="the record customers follow: primary_value the primary ALB's name, "
+        "standby_value the DR ALB's"
+    )
+    database: GlobalDatabase
+    cache_datastore: GlobalCache | None = None
+    search_cluster: str | None = Field(
+        default=None, description="a cluster from clusters: failed over as a child run"
+    )
+    checks: StorefrontCheck = Field(description="the storefront through www (search, a cart)")
+    confirm: RegionConfirmation = Field(default_factory=RegionConfirmation)
+    scale_timeout_seconds: float = Field(default=900, gt=0, le=7200)
+    scale_poll_seconds: float = Field(default=5.0, gt=0, le=300)
+    verify_attempts: int = Field(default=3, ge=1, le=20)
+    verify_interval_seconds: float = Field(default=2.0, ge=0, le=300)
+    require_approval: bool = Field(
+        default=False, description="every unplanned switch waits for an operator's approval"
+    )
+    approval_timeout_seconds: float = Field(default=900, gt=0, le=86400)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits_workflow_ids(cls, name: str) -> str:
+        return _workflow_name(name)
+
+    @model_validator(mode="after")
+    def _two_regions(self) -> StorefrontConfig:
+        problems: list[str] = []
+        if self.primary.region == self.dr.region:
+            problems.append(f"primary and dr are both in {self.primary.region}")
+        if self.primary.database_cluster_arn == self.dr.database_cluster_arn:
+            problems.append("primary and dr name the same database_cluster_arn")
+        if self.primary.auto_scaling_group == self.dr.auto_scaling_group and (
+            self.primary.region == self.dr.region
+        ):
+            problems.append("primary and dr name the same auto_scaling_group")
+        if self.search_cluster is not None:
+            sides = (self.primary.search_side, self.dr.search_side)
+            if None in sides:
+                problems.append(
+                    "search_cluster is set: name the search_side (primary or standby) that "
+                    "lives in each Region"
+                )
+            elif sides[0] == sides[1]:
+                problems.append(f"primary and dr both name search_side {sides[0]}")
+        if self.cache_datastore is not None and None in (
+            self.primary.cache_replication_group,
+            self.dr.cache_replication_group,
+        ):
+            problems.append("cache_datastore is set: name each Region's cache_replication_group")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def site(self, role: RegionRole) -> RegionSite:
+        return self.primary if role == "primary" else self.dr
+
+
+def _workflow_name(name: str) -> str:
+    if not CLUSTER_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a valid name: use 1-63 lowercase letters, digits and dashes, "
+            "starting with a letter or digit (it becomes part of workflow ids)"
+        )
+    return name
+
+
 class AppConfig(StrictModel):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     task_queue: str = Field(default="search-failover", min_length=1)
     clusters: list[ClusterConfig] = Field(min_length=1)
+    storefronts: list[StorefrontConfig] = Field(
+        default_factory=list, description="Magento storefronts a Region switch moves"
+    )
     receiver: ReceiverSettings | None = None
 
     @field_validator("clusters")
@@ -620,6 +960,27 @@ class AppConfig(StrictModel):
                     )
                 owners[alarm] = cluster.name
         return clusters
+
+    @model_validator(mode="after")
+    def _storefronts_name_known_clusters(self) -> AppConfig:
+        _refuse_repeats("storefront", [s.name for s in self.storefronts])
+        known = {c.name for c in self.clusters}
+        unknown = [
+            f"storefront {s.name!r} names search_cluster {s.search_cluster!r}, which is not in "
+            f"clusters ({', '.join(sorted(known))})"
+            for s in self.storefronts
+            if s.search_cluster is not None and s.search_cluster not in known
+        ]
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        return self
+
+    def storefront(self, name: str) -> StorefrontConfig:
+        for storefront in self.storefronts:
+            if storefront.name == name:
+                return storefront
+        known = ", ".join(s.name for s in self.storefronts) or "none"
+        raise ConfigError([f"storefronts: no storefront named {name!r} (configured: {known})"])
 
     def cluster(self, name: str) -> ClusterConfig:
         for cluster in self.clusters:

@@ -13,6 +13,7 @@ STEP_SECONDS = "failover_step_seconds"
 PROBES = "search_probes"
 ALARMS = "alarms"
 NOTIFICATIONS_FAILED = "failover_notifications_failed"
+REGION_SWITCH_RESULTS = "region_switch_results"
 
 
 def serve_prometheus(bind_address: str) -> Runtime:

@@ -15,16 +15,19 @@ from pydantic import BaseModel, Field
 from failover.config import (
     ClusterConfig,
     ClusterSide,
+    MagentoIndices,
     RedisCache,
     SearchPathCheck,
     SsmCache,
     StorefrontCheck,
+    StorefrontConfig,
     Target,
     VarnishCache,
 )
 
 Side = Literal["primary", "standby"]
-Trigger = Literal["manual", "alarm", "monitor", "drill", "failback"]
+# "region": a Region switch moving its search cluster (the switch confirmed the outage).
+Trigger = Literal["manual", "alarm", "monitor", "drill", "failback", "region"]
 
 
 def other_side(side: Side) -> Side:
@@ -39,6 +42,9 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
     PLANNED = "planned"  # a dry run: the plan, nothing changed
+    # A Region switch whose check failed after the database writer moved: no automatic way
+    # back, a person decides (the reason says what).
+    FAILED_AFTER_DATABASE_SWITCH = "failed_after_database_switch"
 
 
 # --- search probes -----------------------------------------------------------------------
@@ -49,6 +55,8 @@ class ProbeSideInput(BaseModel):
     side: Side
     settings: ClusterSide
     timeout_seconds: float
+    # Scoped to the storefront's indices when the cluster names them (MagentoIndices).
+    health_path: str = "/_cluster/health"
 
 
 class NodeProbe(BaseModel):
@@ -64,12 +72,160 @@ class NodeProbe(BaseModel):
     number_of_nodes: int | None = None
     error_type: str | None = None
     latency_ms: float = 0.0
+    # The indices a scoped _cluster/health asked about (None: the whole cluster).
+    health_scope: str | None = None
 
 
 class SideProbe(BaseModel):
     cluster: str
     side: Side
     nodes: list[NodeProbe]
+
+
+# --- the storefront's indices and replication ------------------------------------------------
+
+FollowStatus = Literal["syncing", "bootstrapping", "paused", "failed", "not_following"]
+ReplicationKind = Literal["opensearch", "elasticsearch", "none"]
+
+
+class AliasState(BaseModel):
+    """One alias the storefront searches, as one side holds it: what it points at (empty
+    when the alias is missing) and how many documents are behind it."""
+
+    alias: str
+    indices: list[str] = Field(default_factory=list)
+    documents: int | None = None
+
+
+class FollowerState(BaseModel):
+    """Replication of one index as the follower reports it (the OpenSearch plugin's
+    `_status`, or Elasticsearch's `_ccr/info` and `_ccr/stats`)."""
+
+    index: str
+    status: FollowStatus
+    connection: str | None = None
+    leader_index: str | None = None
+    leader_checkpoint: int | None = None
+    follower_checkpoint: int | None = None
+    since_last_read_ms: int | None = None
+    reason: str | None = None
+    # Kept by the monitor (epoch seconds): the last reading, taken while the leader was
+    # healthy, at which this follower had caught up (or was catching up), and, once it is
+    # beyond replication's limits, since when (None: within them, as of the last reading).
+    fresh_at: float | None = None
+    stale_since: float | None = None
+
+    @property
+    def lag_operations(self) -> int | None:
+        if self.leader_checkpoint is None or self.follower_checkpoint is None:
+            return None
+        return max(0, self.leader_checkpoint - self.follower_checkpoint)
+
+
+class DataSnapshot(BaseModel):
+    """One side's storefront indices at one moment: aliases, counts, replication."""
+
+    side: Side
+    read_at: float
+    node: str | None = None
+    error: str | None = None
+    aliases: list[AliasState] = Field(default_factory=list)
+    followers: list[FollowerState] = Field(default_factory=list)
+    cluster_status: str | None = None
+
+    def alias(self, name: str) -> AliasState | None:
+        return next((a for a in self.aliases if a.alias == name), None)
+
+    def follower(self, index: str) -> FollowerState | None:
+        return next((f for f in self.followers if f.index == index), None)
+
+
+class DataRecord(BaseModel):
+    """The last good reading of each side, kept by the monitor while both lived: what the
+    standby must match when the primary can no longer be asked."""
+
+    primary: DataSnapshot | None = None
+    standby: DataSnapshot | None = None
+
+    def side(self, side: Side) -> DataSnapshot | None:
+        return self.primary if side == "primary" else self.standby
+
+
+class SideIndicesInput(BaseModel):
+    """One side's storefront indices: to read them, or to promote its followers (stop
+    replication on them so Magento's indexer can write)."""
+
+    cluster: str
+    side: Side
+    settings: ClusterSide
+    magento: MagentoIndices
+    kind: ReplicationKind
+    timeout_seconds: float
+
+
+class PromoteResult(BaseModel):
+    promoted: list[str] = Field(default_factory=list)
+    already: list[str] = Field(default_factory=list)
+    write_problem: str | None = None
+
+
+class FollowInput(BaseModel):
+    """Make `follower_side`'s storefront indices follow the leader's, over `connection`."""
+
+    cluster: str
+    follower_side: Side
+    follower: ClusterSide
+    leader: DataSnapshot
+    connection: str
+    magento: MagentoIndices
+    kind: ReplicationKind
+    timeout_seconds: float
+    poll_seconds: float = 5.0
+    sync_timeout_seconds: float = 3600.0
+    # Synced: every index syncing with at most this many operations still to apply.
+    max_lag_operations: int = 0
+
+
+class FollowResult(BaseModel):
+    started: list[str] = Field(default_factory=list)
+    already: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+
+
+class SyncResult(BaseModel):
+    synced: bool
+    polls: int
+    followers: list[FollowerState] = Field(default_factory=list)
+    problem: str | None = None
+
+
+class WriteCheckInput(BaseModel):
+    """A write through the name Magento uses (the switched path) into each alias."""
+
+    url: str
+    nameserver: str | None = None
+    side: ClusterSide
+    aliases: list[str]
+    timeout_seconds: float
+
+
+class ReseedRequest(BaseModel):
+    cluster: ClusterConfig
+    reason: str = "reseed"
+    identity: str = ""
+
+
+class ReseedResult(BaseModel):
+    """What a re-seed did: who follows whom now, and whether it caught up."""
+
+    cluster: str
+    result: Literal["reseeded", "refused", "failed", "running"] = "running"
+    reason: str = ""
+    leader: Side | None = None
+    follower: Side | None = None
+    follow: FollowResult | None = None
+    sync: SyncResult | None = None
+    steps: list[StepTiming] = Field(default_factory=list)
 
 
 # --- Route 53 ------------------------------------------------------------------------------
@@ -157,6 +313,8 @@ class WaitTargetsResult(BaseModel):
 class FlushRequest(BaseModel):
     cluster: str
     cache: RedisCache | VarnishCache | SsmCache = Field(discriminator="type")
+    # An SSM flush runs in this Region (a Region switch's app servers); None: the configured one.
+    region: str | None = None
 
 
 class FlushResult(BaseModel):
@@ -245,6 +403,9 @@ class FailoverRequest(BaseModel):
     dry_run: bool = False
     # For a dry run of a later step (a drill's failback): plan as if this side were active.
     assume_active: Side | None = None
+    # An operator accepts the standby's data refusals (stale, lagging, too few documents)
+    # for this run only; kept in the result.
+    accept_stale: OperatorRequest | None = None
 
 
 class RecordChange(BaseModel):
@@ -267,6 +428,10 @@ class FailoverPlan(BaseModel):
     deregister_targets: list[str] = Field(default_factory=list)
     caches: list[str] = Field(default_factory=list)
     checks: list[str] = Field(default_factory=list)
+    # The target's storefront indices as read now, what preflight would refuse, and the
+    # promotion that would follow a verified switch.
+    data: list[str] = Field(default_factory=list)
+    data_refusal: str | None = None  # what preflight's data checks would refuse now
 
     def lines(self) -> list[str]:
         out = [
@@ -283,6 +448,7 @@ class FailoverPlan(BaseModel):
             out.append(f"switch: deregister {', '.join(self.deregister_targets) or '-'}")
         out += [f"flush: {c}" for c in self.caches]
         out += [f"check: {c}" for c in self.checks]
+        out += [f"data: {d}" for d in self.data]
         return out
 
 
@@ -322,6 +488,10 @@ class FailoverResult(BaseModel):
     plan: FailoverPlan | None = None
     approved_by: str | None = None
     notifications_failed: int = 0
+    # What preflight found of the standby's data, and who accepted what it refused.
+    readiness: list[str] = Field(default_factory=list)
+    accepted_stale: str | None = None
+    promotion: PromoteResult | None = None
 
     @property
     def seconds(self) -> float:
@@ -359,6 +529,9 @@ class ClusterWatch(BaseModel):
     standby: SideWatch = Field(default_factory=SideWatch)
     rounds: int = 0
     observed_at: float | None = None
+    # The storefront's indices of each side (read every magento.check_every_seconds by one
+    # vantage point); a change that matters ends the watch like a change of state does.
+    data: DataRecord | None = None
     # Set by the monitor when the report arrives (its own clock): with observed_at, it puts
     # the vantage point's round times on the monitor's clock, whatever the skew between them.
     received_at: datetime | None = None
@@ -376,6 +549,7 @@ class WatchInput(BaseModel):
     vantage: str
     last: ClusterWatch | None = None
     max_seconds: float
+    read_data: bool = False
 
 
 class WatchProgress(BaseModel):
@@ -444,6 +618,9 @@ class MonitorState(BaseModel):
     paused_by: str | None = None
     cooldown_until: datetime | None = None
     hold_until: datetime | None = None
+    # Each side's storefront indices as last read while it answered (aliases, counts,
+    # replication checkpoints): preflight's reference once the primary is gone.
+    data: DataRecord = Field(default_factory=DataRecord)
     # The hold-off after attempts that changed nothing (decisions.hold_off): when the last
     # one ended (None: hold every piece of evidence, as before this field) and how many
     # came in a row (the back-off).
@@ -593,3 +770,261 @@ class Notification(BaseModel):
 
 class NotificationSent(BaseModel):
     channels: list[str] = Field(default_factory=list)
+
+
+# --- the Region switch -------------------------------------------------------------------------
+
+RegionRole = Literal["primary", "dr"]
+DatabaseMode = Literal["graceful", "ungraceful"]
+
+
+def other_region(role: RegionRole) -> RegionRole:
+    return "dr" if role == "primary" else "primary"
+
+
+class AppTierRequest(BaseModel):
+    """One Region's app tier: its ALB, its Auto Scaling group and the group's target group."""
+
+    region: str
+    load_balancer_arn: str
+    target_group_arn: str
+    auto_scaling_group: str
+
+
+class AppTierState(BaseModel):
+    """What AWS says of one Region's app tier now."""
+
+    region: str
+    load_balancer_state: str | None = None  # active, provisioning, failed; None: not found
+    group_found: bool = True
+    desired_capacity: int = 0
+    min_size: int = 0
+    max_size: int = 0
+    in_service: int = 0  # InService and Healthy in the group
+    healthy_targets: int = 0  # group instances the target group reports healthy
+    # Why the group is short: failed scaling activities (InsufficientInstanceCapacity ...).
+    scaling_problems: list[str] = Field(default_factory=list)
+
+
+class ScaleRequest(BaseModel):
+    tier: AppTierRequest
+    desired_capacity: int
+    min_size: int
+
+
+class ScaleResult(BaseModel):
+    changed: bool
+    desired_capacity: int
+    min_size: int
+
+
+class WaitCapacityRequest(BaseModel):
+    tier: AppTierRequest
+    capacity: int
+    timeout_seconds: float
+    poll_seconds: float
+
+
+class WaitCapacityResult(BaseModel):
+    """The last state seen: `ready` when the capacity was InService and healthy in time."""
+
+    ready: bool
+    state: AppTierState
+    polls: int
+
+
+class DatabaseRequest(BaseModel):
+    """A global database, read through the Region given (the one that is expected to work)."""
+
+    global_cluster_id: str
+    region: str
+
+
+class DatabaseMember(BaseModel):
+    db_cluster_arn: str
+    region: str
+    is_writer: bool
+    # AuroraGlobalDBReplicationLag's latest datapoint (seconds); None: none published.
+    lag_seconds: float | None = None
+    synchronization_status: str | None = None
+
+
+class DatabaseState(BaseModel):
+    global_cluster_id: str
+    status: str | None = None
+    members: list[DatabaseMember] = Field(default_factory=list)
+    failover_status: str | None = None  # FailoverState.Status: pending, switching-over ...
+    failover_to: str | None = None  # FailoverState.ToDbClusterArn
+
+    @property
+    def writer(self) -> str | None:
+        return next((m.db_cluster_arn for m in self.members if m.is_writer), None)
+
+    def member(self, arn: str) -> DatabaseMember | None:
+        return next((m for m in self.members if m.db_cluster_arn == arn), None)
+
+
+class SwitchDatabaseRequest(BaseModel):
+    global_cluster_id: str
+    region: str  # where the call is made: the target's Region
+    target_arn: str
+    mode: DatabaseMode
+
+
+class SwitchDatabaseResult(BaseModel):
+    already: bool  # the target was the writer, or the same switch was under way
+    state: DatabaseState
+
+
+class WaitDatabaseRequest(BaseModel):
+    global_cluster_id: str
+    region: str
+    target_arn: str
+    timeout_seconds: float
+    poll_seconds: float
+
+
+class WaitDatabaseResult(BaseModel):
+    done: bool  # the target writes and no switch is in progress
+    state: DatabaseState
+    polls: int
+
+
+class CacheDatastoreRequest(BaseModel):
+    global_replication_group_id: str
+    region: str  # where the call is made
+
+
+class CacheDatastoreState(BaseModel):
+    global_replication_group_id: str
+    status: str | None = None  # available, modifying, primary-only ...
+    primary_region: str | None = None
+    primary_group: str | None = None
+    members: dict[str, str] = Field(default_factory=dict)  # Region → replication group
+
+
+class FailoverCacheRequest(BaseModel):
+    global_replication_group_id: str
+    region: str
+    primary_region: str
+    primary_group: str
+
+
+class WaitCacheRequest(BaseModel):
+    global_replication_group_id: str
+    region: str
+    primary_region: str
+    timeout_seconds: float
+    poll_seconds: float
+
+
+class WaitCacheResult(BaseModel):
+    done: bool
+    state: CacheDatastoreState
+    polls: int
+
+
+class AppHealthRequest(BaseModel):
+    """Magento's health check through one Region's ALB."""
+
+    url: str
+    path: str
+    timeout_seconds: float
+    host_header: str | None = None
+
+
+class CartRequest(BaseModel):
+    """A write through the storefront: a guest cart (GraphQL), as a shopper's first click."""
+
+    check: StorefrontCheck
+
+
+class RegionSwitchRequest(BaseModel):
+    storefront: StorefrontConfig
+    search: ClusterConfig | None = None  # the storefront's search cluster, when it has one
+    reason: str
+    trigger: Trigger = "manual"
+    planned: bool = False  # an operator's switch: no confirmation of an outage
+    # graceful: SwitchoverGlobalCluster, no data loss; ungraceful: FailoverGlobalCluster with
+    # AllowDataLoss. None: graceful when planned, ungraceful when the outage was confirmed.
+    mode: DatabaseMode | None = None
+    dry_run: bool = False
+    # Moving back, e.g. a drill's failback: to the Region configured as `to` (None: whichever
+    # does not serve www now).
+    to_region: RegionRole | None = None
+
+
+class RegionSnapshot(BaseModel):
+    """Before anything changes: who serves, who writes, and the app tiers' sizes."""
+
+    www_values: list[str]
+    serving: RegionRole | None
+    writer: str | None
+    writer_role: RegionRole | None
+    tiers: dict[str, AppTierState] = Field(default_factory=dict)  # by role
+    cache_primary_region: str | None = None
+
+
+class RegionSwitchStatus(BaseModel):
+    storefront: str
+    phase: str
+    reason: str
+    from_region: RegionRole | None = None
+    to_region: RegionRole | None = None
+    mode: DatabaseMode | None = None
+    steps: list[StepTiming] = Field(default_factory=list)
+    approved_by: str | None = None
+    paused_by: str | None = None
+    awaiting: str | None = None  # what the run waits for an operator to decide
+
+    @property
+    def cluster(self) -> str:
+        return self.storefront
+
+
+class RegionSwitchResult(BaseModel):
+    result: Outcome
+    storefront: str
+    reason: str
+    trigger: Trigger
+    from_region: RegionRole | None = None
+    to_region: RegionRole | None = None
+    mode: DatabaseMode | None = None
+    started_at: datetime
+    finished_at: datetime
+    steps: list[StepTiming] = Field(default_factory=list)
+    # Seconds of writes the old writer may have taken that the new one never got: the
+    # replication lag at the moment of an ungraceful failover (0 for a switchover).
+    data_loss_window_seconds: float | None = None
+    database_switched: bool = False
+    scaled_from: dict[str, int] | None = None  # the DR tier's desired/min before the scale-up
+    search: FailoverResult | None = None
+    flushed: list[FlushResult] = Field(default_factory=list)
+    plan: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    approved_by: str | None = None
+    notifications_failed: int = 0
+
+    @property
+    def rto_seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class RegionDrillRequest(BaseModel):
+    """A planned switch to the DR Region and back, as a rehearsal of the real one."""
+
+    storefront: StorefrontConfig
+    search: ClusterConfig | None = None
+    reason: str = "region drill"
+    hold_seconds: float = Field(default=0, ge=0, le=86400)
+
+
+class RegionDrillResult(BaseModel):
+    verdict: Literal["pass", "fail"]
+    storefront: str
+    reason: str
+    forward: RegionSwitchResult
+    back: RegionSwitchResult | None = None
+    scaled_back: dict[str, int] | None = None  # the DR tier's size restored after the drill
+    started_at: datetime
+    finished_at: datetime

@@ -27,17 +27,29 @@ WORKFLOW_TASK_TIMEOUT = timedelta(seconds=2)
 FAILOVER_WORKFLOW = "FailoverWorkflow"
 MONITOR_WORKFLOW = "MonitorWorkflow"
 DRILL_WORKFLOW = "DrillWorkflow"
+RESEED_WORKFLOW = "ReseedWorkflow"
+REGION_SWITCH_WORKFLOW = "RegionSwitchWorkflow"
+REGION_DRILL_WORKFLOW = "RegionDrillWorkflow"
 
 # The activities that clients and the worker's interceptors must know by name (the
-# monitor's watch, read from its heartbeats; the two that heartbeat on their own).
+# monitor's watch and a re-seed's wait, read from their heartbeats; the ones that
+# heartbeat on their own).
 WATCH_CLUSTER_ACTIVITY = "watch_cluster"
 STOREFRONT_PROBE_LOOP_ACTIVITY = "storefront_probe_loop"
+# A re-seed's wait, whose heartbeats `failover reseed` shows as progress.
+WAIT_FOLLOWERS_SYNCED_ACTIVITY = "wait_followers_synced"
+# A Region switch's waits (capacity, the database writer, the cache datastore) heartbeat
+# what they see on their own, so `failover region status` can show it while they wait.
+WAIT_CAPACITY_ACTIVITY = "wait_capacity"
+WAIT_DATABASE_ACTIVITY = "wait_database_writer"
+WAIT_CACHE_DATASTORE_ACTIVITY = "wait_cache_datastore"
 
 STATUS_QUERY = "status"
 APPROVE_UPDATE = "approve"
 ABORT_UPDATE = "abort"
 PAUSE_UPDATE = "pause"
 RESUME_UPDATE = "resume"
+ACCEPT_STALE_UPDATE = "accept_stale"
 FAILOVER_FINISHED_SIGNAL = "failover_finished"
 ALARM_SIGNAL = "alarm"
 CONFIGURE_SIGNAL = "configure"
@@ -46,6 +58,22 @@ FAILOVER_ID_PREFIX = "failover-"
 MONITOR_ID_PREFIX = "monitor-"
 DRILL_ID_PREFIX = "drill-"
 PLAN_ID_PREFIX = "plan-"
+RESEED_ID_PREFIX = "reseed-"
+REGION_ID_PREFIX = "region-"
+REGION_PLAN_ID_PREFIX = "region-plan-"
+
+
+def region_switch_workflow_id(storefront: str) -> str:
+    """One Region switch of a storefront at a time: the id is the lock."""
+    return f"{REGION_ID_PREFIX}{storefront}"
+
+
+def region_drill_workflow_id(storefront: str) -> str:
+    return f"{REGION_ID_PREFIX}drill-{storefront}"
+
+
+def region_plan_workflow_id(storefront: str) -> str:
+    return f"{REGION_PLAN_ID_PREFIX}{storefront}"
 
 
 def failover_workflow_id(cluster: str) -> str:
@@ -78,3 +106,8 @@ def drill_schedule_id(cluster: str) -> str:
 def plan_workflow_id(cluster: str, token: str) -> str:
     """A dry run: its own id, so it never waits for (or blocks) a real failover."""
     return f"{PLAN_ID_PREFIX}{cluster}-{token}"
+
+
+def reseed_workflow_id(cluster: str) -> str:
+    """One re-seed of a cluster at a time."""
+    return f"{RESEED_ID_PREFIX}{cluster}"

@@ -10,6 +10,11 @@ test break something at exactly the worst moment (e.g. right after the Route 53 
 
 Another process can set rules through the control API on the proxy's own port, under
 ``/__faults__`` (see ``add_rule_remote``).
+
+Some AWS calls moto lacks or answers unlike AWS. A ``Responder`` (``add_responder``) can answer
+such a call itself, or rewrite moto's answer after forwarding, keeping whatever state that needs;
+it may also serve its own control endpoints under ``/__faults__/<name>/``. The proxy learns each
+call's Region from the SigV4 credential scope, since one moto server serves every Region.
 """
 
 from __future__ import annotations
@@ -80,7 +85,10 @@ _NOT_RETURNED_RESPONSE = _HOP_BY_HOP | {"content-length", "content-encoding"}
 _NO_AUTO_HEADERS = frozenset({"User-Agent", "Content-Type", "Accept", "Accept-Encoding"})
 
 _INSYNC_RE = re.compile(rb"<Status>\s*INSYNC\s*</Status>")
-_CREDENTIAL_RE = re.compile(r"Credential=[^/,\s]+/[^/,\s]+/[^/,\s]+/([^/,\s]+)/")
+# Credential=<access key>/<date>/<region>/<service>/aws4_request
+_CREDENTIAL_RE = re.compile(
+    r"Credential=(?P<key>[^/,\s]+)/(?P<date>[^/,\s]+)/(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)/"
+)
 
 
 class FaultKind(StrEnum):
@@ -205,6 +213,7 @@ class ForwardedCall:
     status: int
     response_body: bytes  # as returned to the client, i.e. after any PENDING rewrite
     service: str | None = None
+    region: str | None = None  # from the SigV4 credential scope
 
 
 @dataclass
@@ -218,6 +227,8 @@ class CallRecord:
     method: str = ""
     path: str = ""
     service: str | None = None
+    region: str | None = None  # from the SigV4 credential scope
+    answered_by: str | None = None  # the responder that answered instead of the upstream
 
 
 ForwardedHook = Callable[[ForwardedCall], Awaitable[None] | None]
@@ -226,10 +237,28 @@ ForwardedHook = Callable[[ForwardedCall], Awaitable[None] | None]
 # --- request classification -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CredentialScope:
+    """The parts of a SigV4 credential scope: which key signed, for which Region and service."""
+
+    access_key: str
+    date: str
+    region: str
+    service: str
+
+
+def credential_scope(headers: Mapping[str, str]) -> CredentialScope | None:
+    """The SigV4 credential scope of the Authorization header, if the request is signed."""
+    match = _CREDENTIAL_RE.search(headers.get("Authorization", ""))
+    if match is None:
+        return None
+    return CredentialScope(match["key"], match["date"], match["region"], match["service"])
+
+
 def _signing_service(headers: Mapping[str, str]) -> str | None:
     """The SigV4 signing name from the Authorization header's credential scope, if signed."""
-    match = _CREDENTIAL_RE.search(headers.get("Authorization", ""))
-    return match.group(1) if match else None
+    scope = credential_scope(headers)
+    return scope.service if scope else None
 
 
 def _route53_operation(method: str, path: str) -> str:
@@ -283,21 +312,114 @@ class Classified:
     operation: str
     protocol: str  # "rest-xml", "json" or "query" - decides the error wire format
     service: str | None
+    region: str | None = None  # from the SigV4 credential scope; one moto serves every Region
 
 
 def classify(
     method: str, path: str, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
 ) -> Classified:
-    """Work out which AWS operation (and wire protocol) a request is."""
-    service = _signing_service(headers)
+    """Work out which AWS operation (and wire protocol, and Region) a request is."""
+    scope = credential_scope(headers)
+    service = scope.service if scope else None
+    region = scope.region if scope else None
     if path.startswith(ROUTE53_PREFIX):
-        return Classified(_route53_operation(method, path), "rest-xml", service or "route53")
+        return Classified(
+            _route53_operation(method, path), "rest-xml", service or "route53", region
+        )
     target = headers.get("X-Amz-Target")
     if target:
         prefix, _, operation = target.rpartition(".")
-        return Classified(operation or UNKNOWN_OPERATION, "json", service or prefix or None)
+        return Classified(operation or UNKNOWN_OPERATION, "json", service or prefix or None, region)
     action = _query_action(body, headers, query)
-    return Classified(action or UNKNOWN_OPERATION, "query", service)
+    return Classified(action or UNKNOWN_OPERATION, "query", service, region)
+
+
+def _query_params(
+    body: bytes, headers: Mapping[str, str], query: Mapping[str, str]
+) -> dict[str, str]:
+    """Every query-protocol parameter of a call (query string, then form body), first value each."""
+    params = dict(query)
+    if "x-www-form-urlencoded" in headers.get("Content-Type", "") and body:
+        text = _decoded_body(body, headers).decode("utf-8", "replace")
+        for key, values in parse_qs(text, keep_blank_values=True).items():
+            params[key] = values[0]
+    return params
+
+
+# --- responders --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AwsRequest:
+    """One AWS call as a responder sees it: already classified, with its Region and parameters."""
+
+    operation: str
+    protocol: str
+    service: str | None
+    region: str | None
+    method: str
+    path: str  # as sent (still percent-encoded), with the query string: fit for send_upstream
+    headers: Mapping[str, str]
+    body: bytes  # as received (possibly Content-Encoded)
+    params: Mapping[str, str]  # query-protocol parameters; empty for other protocols
+    access_key: str | None = None  # from the credential scope: moto picks the account by it
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        """One query-protocol parameter, e.g. ``GlobalClusterIdentifier`` or ``Foo.member.1``."""
+        return self.params.get(name, default)
+
+
+@dataclass
+class AwsAnswer:
+    """An HTTP answer to an AWS call, from the upstream or made up by a responder."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class Responder:
+    """Answers AWS calls the upstream lacks, or corrects the upstream's answers.
+
+    Subclasses override what they need. ``answer`` runs before forwarding: returning an answer
+    means the upstream never sees the call. ``rewrite`` runs on every forwarded answer. Fault
+    rules still come first (a rule can throttle a call a responder would have answered), and
+    on_forwarded hooks still run on 2xx answers whoever made them. A responder with a
+    ``control_name`` also serves ``/__faults__/<control_name>`` and everything below it.
+    """
+
+    name: str = "responder"
+    control_name: str | None = None
+    proxy: AwsFaultProxy  # set by attach()
+
+    def attach(self, proxy: AwsFaultProxy) -> None:
+        """Called once by ``add_responder``; keep the proxy to reach the upstream."""
+        self.proxy = proxy
+
+    async def start(self) -> None:
+        """Called when the proxy starts (or at once, if it already runs)."""
+
+    async def stop(self) -> None:
+        """Called when the proxy stops or the responder is removed."""
+
+    def reset(self) -> None:
+        """Forget all state: the proxy was reset, or moto was (``/moto-api/reset``)."""
+
+    async def answer(self, request: AwsRequest) -> AwsAnswer | None:
+        """Answer ``request`` instead of the upstream, or return None to forward it."""
+        return None
+
+    async def rewrite(self, request: AwsRequest, answer: AwsAnswer) -> AwsAnswer:
+        """Return the answer the client gets for a forwarded call (``answer`` by default)."""
+        return answer
+
+    async def control(self, request: web.Request, sub: str) -> web.StreamResponse:
+        """Serve ``/__faults__/<control_name><sub>``; ``sub`` is "" or starts with "/"."""
+        return _json_error(404, f"no control endpoint {request.path}")
 
 
 # --- AWS error documents -----------------------------------------------------------------------
@@ -349,6 +471,10 @@ class AwsFaultProxy:
         # Exceptions raised by on_forwarded hooks; stop() re-raises them so they are not lost.
         self.hook_errors: list[BaseException] = []
         self._hooks: dict[str, list[ForwardedHook]] = {}
+        self._responders: list[Responder] = []
+        self._started_responders: list[Responder] = []
+        # Exceptions raised by responders; the call got a 500, stop() re-raises them.
+        self.responder_errors: list[BaseException] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -385,18 +511,72 @@ class AwsFaultProxy:
         self.port = port
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         log.debug("aws fault proxy %s -> %s", self.url, self.upstream)
+        for responder in self._responders:
+            await self._start_responder(responder)
 
     async def stop(self) -> None:
-        """Stop listening; raise any exceptions hooks raised meanwhile, after cleaning up."""
+        """Stop listening; raise any exceptions hooks or responders raised, after cleaning up."""
         runner, session = self._runner, self._session
-        self._runner = self._session = None
+        self._runner = None
         if runner is not None:
             await runner.cleanup()
+        for responder in list(self._started_responders):
+            await self._stop_responder(responder)
+        self._session = None
         if session is not None:
             await session.close()
-        if self.hook_errors:
-            errors, self.hook_errors = self.hook_errors, []
-            raise ExceptionGroup("on_forwarded hooks of the AWS fault proxy failed", errors)
+        errors = [*self.hook_errors, *self.responder_errors]
+        if errors:
+            self.hook_errors, self.responder_errors = [], []
+            raise ExceptionGroup(
+                "on_forwarded hooks or responders of the AWS fault proxy failed", errors
+            )
+
+    # --- responders ---
+
+    async def add_responder(self, responder: Responder) -> Responder:
+        """Let ``responder`` answer or rewrite calls from now on (after those added before it)."""
+        if responder in self._responders:
+            raise ValueError(f"responder {responder.name!r} is already added")
+        names = {r.control_name for r in self._responders if r.control_name}
+        if responder.control_name and responder.control_name in names | {"rules"}:
+            raise ValueError(f"control name {responder.control_name!r} is already taken")
+        responder.attach(self)
+        self._responders.append(responder)
+        if self._runner is not None:
+            await self._start_responder(responder)
+        return responder
+
+    async def remove_responder(self, responder: Responder) -> None:
+        """Stop ``responder`` and forward its calls to the upstream again."""
+        if responder in self._responders:
+            self._responders.remove(responder)
+            await self._stop_responder(responder)
+
+    @property
+    def responders(self) -> tuple[Responder, ...]:
+        return tuple(self._responders)
+
+    async def _start_responder(self, responder: Responder) -> None:
+        if responder not in self._started_responders:
+            await responder.start()
+            self._started_responders.append(responder)
+
+    async def _stop_responder(self, responder: Responder) -> None:
+        if responder in self._started_responders:
+            self._started_responders.remove(responder)
+            await responder.stop()
+
+    def _reset_responders(self) -> None:
+        for responder in self._responders:
+            responder.reset()
+
+    async def send_upstream(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> AwsAnswer:
+        """Send a request of a responder's own to the upstream (``path`` includes any query)."""
+        status, answer_headers, answer = await self._send(method, path, headers, body)
+        return AwsAnswer(status, answer_headers, answer)
 
     # --- rules, hooks, records ---
 
@@ -416,9 +596,13 @@ class AwsFaultProxy:
         self._hooks.clear()
 
     def reset(self) -> None:
-        """Forget rules, hooks and recorded calls: a clean slate between tests."""
+        """Forget rules, hooks, recorded calls and responders' state: a clean slate between tests.
+
+        Responders stay added; only what they remembered goes.
+        """
         self.clear_rules()
         self.calls.clear()
+        self._reset_responders()
 
     def on_forwarded(self, operation: str, callback: ForwardedHook) -> None:
         """Run ``callback`` after a call of ``operation`` went through upstream with a 2xx answer.
@@ -445,6 +629,9 @@ class AwsFaultProxy:
         body = await request.read()
         if path.startswith(MOTO_API_PREFIX):
             status, headers, answer = await self._forward(request, body)
+            if path.rstrip("/") == MOTO_API_PREFIX + "reset" and 200 <= status < 300:
+                # moto forgot everything; state kept about its resources must go too.
+                self._reset_responders()
             return web.Response(status=status, headers=headers, body=answer)
         return await self._aws_call(request, body)
 
@@ -470,6 +657,7 @@ class AwsFaultProxy:
             request.method,
             request.path_qs,
             call.service,
+            call.region,
         )
         self.calls.append(record)
         rules = self._select(call.operation, call.service)
@@ -493,7 +681,10 @@ class AwsFaultProxy:
             )
             return web.Response(status=error.status, headers=headers, body=answer)
 
-        status, headers, answer = await self._forward(request, body)
+        if self._responders:
+            status, headers, answer = await self._respond(request, body, call, record)
+        else:
+            status, headers, answer = await self._forward(request, body)
         record.status = status
         if pending and 200 <= status < 300:
             answer, rewritten = _INSYNC_RE.subn(b"<Status>PENDING</Status>", answer)
@@ -511,11 +702,53 @@ class AwsFaultProxy:
                     status,
                     answer,
                     call.service,
+                    call.region,
                 )
             )
         if delay:
             await asyncio.sleep(delay)
         return web.Response(status=status, headers=headers, body=answer)
+
+    async def _respond(
+        self, request: web.Request, body: bytes, call: Classified, record: CallRecord
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """Let responders answer the call, or forward it and let them rewrite the answer."""
+        scope = credential_scope(request.headers)
+        aws_request = AwsRequest(
+            operation=call.operation,
+            protocol=call.protocol,
+            service=call.service,
+            region=call.region,
+            method=request.method,
+            path=request.raw_path,
+            headers=request.headers,
+            body=body,
+            params=_query_params(body, request.headers, request.query)
+            if call.protocol == "query"
+            else {},
+            access_key=scope.access_key if scope else None,
+        )
+        responder: Responder | None = None
+        try:
+            for responder in list(self._responders):
+                made = await responder.answer(aws_request)
+                if made is not None:
+                    record.answered_by = responder.name
+                    return made.status, made.headers, made.body
+            responder = None
+            status, headers, answer = await self._forward(request, body)
+            result = AwsAnswer(status, headers, answer)
+            for responder in list(self._responders):
+                result = await responder.rewrite(aws_request, result)
+        except Exception as exc:
+            name = responder.name if responder is not None else "?"
+            log.exception("responder %s failed on %s", name, call.operation)
+            self.responder_errors.append(exc)
+            headers, answer = aws_error(
+                call.protocol, 500, "InternalFailure", f"responder {name} failed: {exc!r}"
+            )
+            return 500, headers, answer
+        return result.status, result.headers, result.body
 
     async def _run_hooks(self, forwarded: ForwardedCall) -> None:
         for hook in list(self._hooks.get(forwarded.operation, ())):
@@ -531,16 +764,21 @@ class AwsFaultProxy:
         self, request: web.Request, body: bytes
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """Send the request on unchanged (but for hop-by-hop headers) and return the answer."""
+        return await self._send(request.method, request.raw_path, request.headers, body)
+
+    async def _send(
+        self, method: str, raw_path: str, request_headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, CIMultiDict[str], bytes]:
         if self._session is None:
             raise RuntimeError("the proxy is not running")
-        dropped = _NOT_FORWARDED_REQUEST | _connection_tokens(request.headers)
+        dropped = _NOT_FORWARDED_REQUEST | _connection_tokens(request_headers)
         headers = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in dropped
+            (k, v) for k, v in request_headers.items() if k.lower() not in dropped
         )
-        url = URL(self.upstream + request.raw_path, encoded=True)
+        url = URL(self.upstream + raw_path, encoded=True)
         try:
             async with self._session.request(
-                request.method,
+                method,
                 url,
                 headers=headers,
                 data=body or None,
@@ -560,9 +798,13 @@ class AwsFaultProxy:
 
     # --- control API ---
 
-    async def _control(self, request: web.Request) -> web.Response:
-        """GET /__faults__, POST and DELETE /__faults__/rules."""
+    async def _control(self, request: web.Request) -> web.StreamResponse:
+        """GET /__faults__, POST and DELETE /__faults__/rules, and each responder's endpoints."""
         sub = request.path[len(CONTROL_PREFIX) :].rstrip("/")
+        head, _, rest = sub.lstrip("/").partition("/")
+        for responder in self._responders:
+            if responder.control_name and head == responder.control_name:
+                return await responder.control(request, f"/{rest}" if rest else "")
         routes: dict[str, set[str]] = {"": {"GET"}, "/rules": {"GET", "POST", "DELETE"}}
         if sub not in routes:
             return _json_error(404, f"no control endpoint {request.path}")
@@ -572,6 +814,14 @@ class AwsFaultProxy:
                 {"error": f"use {allowed}", "field": None},
                 status=405,
                 headers={"Allow": allowed},
+            )
+        if request.method == "GET" and sub == "":
+            return web.json_response(
+                {
+                    "rules": [r.to_dict() for r in self.rules],
+                    "calls": self.call_counts(),
+                    "responders": [r.control_name or r.name for r in self._responders],
+                }
             )
         if request.method == "GET":
             return web.json_response(

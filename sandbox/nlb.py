@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import itertools
 import logging
 import socket
 import struct
@@ -56,13 +55,13 @@ from typing import Any, Self
 
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
+from sandbox.target_routing import TargetRouting
+
 log = logging.getLogger(__name__)
 
 # Loopback stands in for the VPC: moto accepts any /16../28 CIDR, and 127.0.0.0/16 holds every
 # sandbox search node, so targets are inside the VPC CIDR as AWS requires for ip targets.
 SANDBOX_VPC_CIDR = "127.0.0.0/16"
-
-Target = tuple[str, int]
 
 
 # --------------------------------------------------------------------------- control plane
@@ -78,6 +77,29 @@ class NlbResources:
     dns_name: str
     vpc_id: str
     subnet_ids: tuple[str, ...] = ()
+
+
+def create_vpc(
+    ec2: Any, vpc_cidr: str, targets: list[tuple[str, int]], *, zones: str
+) -> tuple[str, tuple[str, ...]]:
+    """A VPC with one /24 subnet per zone letter, for a load balancer in moto; (vpc, subnets).
+
+    moto does not check that IP targets lie in the VPC; AWS does (InvalidTarget), so a
+    sandbox config that would fail on AWS fails here too.
+    """
+    network = ipaddress.ip_network(vpc_cidr)
+    for ip, _ in targets:
+        if ipaddress.ip_address(ip) not in network:
+            raise ValueError(f"target {ip} is outside the VPC CIDR {vpc_cidr}")
+    region = ec2.meta.region_name
+    vpc_id = ec2.create_vpc(CidrBlock=vpc_cidr)["Vpc"]["VpcId"]
+    subnet_ids = tuple(
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=str(cidr), AvailabilityZone=f"{region}{zone}")[
+            "Subnet"
+        ]["SubnetId"]
+        for cidr, zone in zip(network.subnets(new_prefix=24), zones, strict=False)
+    )
+    return vpc_id, subnet_ids
 
 
 def create_search_nlb(
@@ -96,21 +118,7 @@ def create_search_nlb(
     typical multi-AZ setup), the load balancer and its target group both named ``name``, a TCP
     listener on ``port`` forwarding to the group, and ``targets`` registered as (IP, port).
     """
-    network = ipaddress.ip_network(vpc_cidr)
-    for ip, _ in targets:
-        # moto does not check this; AWS does (InvalidTarget), so a sandbox config that would
-        # fail on AWS fails here too.
-        if ipaddress.ip_address(ip) not in network:
-            raise ValueError(f"target {ip} is outside the VPC CIDR {vpc_cidr}")
-
-    region = ec2.meta.region_name
-    vpc_id = ec2.create_vpc(CidrBlock=vpc_cidr)["Vpc"]["VpcId"]
-    subnet_ids = tuple(
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=str(cidr), AvailabilityZone=f"{region}{zone}")[
-            "Subnet"
-        ]["SubnetId"]
-        for cidr, zone in zip(network.subnets(new_prefix=24), "abc", strict=False)
-    )
+    vpc_id, subnet_ids = create_vpc(ec2, vpc_cidr, targets, zones="abc")
     lb = elbv2.create_load_balancer(
         Name=name,
         Type="network",
@@ -326,12 +334,6 @@ _DEREGISTERED_STATES = frozenset({"draining", "unused"})
 _CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
-class _Routing:
-    targets: tuple[Target, ...]
-    fail_open: bool
-
-
 def _reset(writer: asyncio.StreamWriter) -> None:
     """Close with RST, not FIN, as an NLB does when it cannot serve a flow."""
     sock = writer.get_extra_info("socket")
@@ -357,7 +359,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
-class NlbStandIn:
+class NlbStandIn(TargetRouting):
     """The load balancer's data plane on loopback, routed by what moto says about the group.
 
     ``elbv2_factory`` is called once at start; its client is used from a worker thread, one call
@@ -377,20 +379,17 @@ class NlbStandIn:
         refresh_seconds: float = 0.1,
         connect_timeout: float = 1.0,
     ) -> None:
-        self._elbv2_factory = elbv2_factory
-        self.target_group_arn = target_group_arn
+        super().__init__(
+            elbv2_factory,
+            target_group_arn,
+            refresh_seconds=refresh_seconds,
+            fails_open_to=lambda state: state not in _DEREGISTERED_STATES,
+            log=log,
+        )
         self.host = listen_host
         self.port = listen_port
-        self.refresh_seconds = refresh_seconds
         self.connect_timeout = connect_timeout
         self.connections = 0
-        self.refreshes = 0
-        self.refresh_failures = 0
-        self._client: Any = None
-        self._routing = _Routing((), fail_open=False)
-        self._states: dict[Target, str] = {}
-        self._round_robin = itertools.count()
-        self._refresh_failing = False
         self._server: asyncio.Server | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._flows: set[asyncio.Task[Any]] = set()
@@ -402,68 +401,8 @@ class NlbStandIn:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ---- routing
-
-    def routable_targets(self) -> list[Target]:
-        """Where new connections go, per the last successful refresh."""
-        return list(self._routing.targets)
-
-    @property
-    def fail_open(self) -> bool:
-        return self._routing.fail_open
-
-    def target_states(self) -> dict[Target, str]:
-        """Every target of the last successful refresh and the state moto reported."""
-        return dict(self._states)
-
-    async def refresh(self) -> None:
-        """Read target health now and route by it; raises if the call fails."""
-        answer = await asyncio.to_thread(
-            self._client.describe_target_health, TargetGroupArn=self.target_group_arn
-        )
-        states = {
-            (d["Target"]["Id"], int(d["Target"]["Port"])): d["TargetHealth"]["State"]
-            for d in answer["TargetHealthDescriptions"]
-        }
-        healthy = tuple(t for t, state in states.items() if state == "healthy")
-        registered = tuple(t for t, state in states.items() if state not in _DEREGISTERED_STATES)
-        routing = _Routing(healthy, False) if healthy else _Routing(registered, bool(registered))
-        if routing != self._routing:
-            log.info(
-                "NLB stand-in %s:%s now routes to %s%s",
-                self.host,
-                self.port,
-                [f"{ip}:{port}" for ip, port in routing.targets] or "nothing",
-                " (fail open: no healthy target)" if routing.fail_open else "",
-            )
-        self._states = states
-        self._routing = routing
-        self.refreshes += 1
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_seconds)
-            try:
-                await self.refresh()
-            except Exception as exc:  # any failure: keep the last routing, say so once
-                self.refresh_failures += 1
-                if not self._refresh_failing:
-                    log.warning(
-                        "NLB stand-in cannot read target health (%s); keeping last routing %s",
-                        exc,
-                        self.routable_targets(),
-                    )
-                self._refresh_failing = True
-            else:
-                if self._refresh_failing:
-                    log.info("NLB stand-in reads target health again")
-                self._refresh_failing = False
-
-    def _next_target(self) -> Target | None:
-        targets = self._routing.targets
-        if not targets:
-            return None
-        return targets[next(self._round_robin) % len(targets)]
+    def routing_name(self) -> str:
+        return f"NLB stand-in {self.host}:{self.port}"
 
     # ---- lifecycle
 
@@ -471,22 +410,16 @@ class NlbStandIn:
         """Read target health once (errors propagate), then listen and keep refreshing."""
         if self._server is not None:
             return
-        self._client = await asyncio.to_thread(self._elbv2_factory)
-        await self.refresh()
+        await self.start_routing()
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
-        self._refresher = asyncio.create_task(self._refresh_forever())
 
     async def stop(self) -> None:
         """Stop listening and refreshing, and reset the flows still open."""
         if self._server is None:
             return
         self._server.close()
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await self.stop_routing()
         flows = list(self._flows)
         for flow in flows:
             flow.cancel()
@@ -512,7 +445,7 @@ class NlbStandIn:
                 self._flows.discard(task)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target = self._next_target()
+        target = self.next_target()
         if target is None:
             log.info("NLB stand-in has no registered target; resetting the connection")
             _reset(writer)

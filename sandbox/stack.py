@@ -7,25 +7,32 @@ exercise real processes and real protocols without Docker or an AWS account.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import httpx
 import yaml
 from moto.server import ThreadedMotoServer
 from temporalio.client import Client
 
 from failover.client.temporal import EmbeddedTemporalServer, TemporalEndpoint, connect
 from failover.config import AppConfig, AwsSettings, parse_config
+from sandbox.aws_dr import AwsRegionalDr
 from sandbox.aws_fault_proxy import AwsFaultProxy
 from sandbox.dns_server import Route53DnsServer
+from sandbox.info import INFO_FILE, SANDBOX_AWS_ENV, Mode, SandboxInfo
 from sandbox.net import free_port, free_port_on
 from sandbox.nlb import NlbStandIn, create_search_nlb
+from sandbox.regions import (
+    GLOBAL_CLUSTER_ID,
+    TwoRegions,
+    region_responder,
+    storefront_config,
+)
 from sandbox.search_sim import SimulatedCluster, SimulatorFleet
 from sandbox.services import RedisServer, VarnishServer
 from sandbox.storefront import Storefront, StorefrontSettings
@@ -41,7 +48,9 @@ PRIMARY_HOSTS = ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
 STANDBY_HOSTS = ["127.0.2.1", "127.0.2.2", "127.0.2.3"]
 NLB_HOST = "127.0.3.1"
 STANDBY_SIM = "es-standby"
-INFO_FILE = "sandbox.json"
+MAGENTO_STORES = (1, 2)
+# Followers fetch their leader's operations this often: a shop's writes show as a small lag.
+FOLLOWER_READ_INTERVAL_S = 0.5
 TASK_QUEUE = "search-failover"
 # Two probe workers beside the main worker, as if in other AZs: three vantage points, quorum
 # 2. Each probes from its own loopback address, so a partition can cut off one of them.
@@ -49,46 +58,7 @@ VANTAGE_WORKERS = {
     f"{TASK_QUEUE}-vantage-b": "127.0.4.2",
     f"{TASK_QUEUE}-vantage-c": "127.0.4.3",
 }
-Mode = Literal["dns", "nlb"]
 CONFIG_FILE = "config.yaml"
-
-# moto accepts any credentials; these keep boto3 from looking for real ones.
-SANDBOX_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "sandbox",
-    "AWS_SECRET_ACCESS_KEY": "sandbox",
-    "AWS_SESSION_TOKEN": "sandbox",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@dataclass
-class SandboxInfo:
-    """Where everything listens; written to sandbox.json so the CLI can find it."""
-
-    mode: Mode
-    temporal: TemporalEndpoint
-    aws_endpoint: str
-    aws_proxy_url: str
-    simulator_control_url: str
-    config_path: str
-    hosted_zone_id: str
-    storefront_url: str
-    dns_server: str
-    search_url: str
-    clusters: dict[str, list[str]] = field(default_factory=dict)
-
-    def save(self, directory: Path) -> None:
-        data = asdict(self)
-        (directory / INFO_FILE).write_text(json.dumps(data, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, directory: Path) -> SandboxInfo | None:
-        try:
-            data = json.loads((directory / INFO_FILE).read_text())
-        except FileNotFoundError:
-            return None
-        data["temporal"] = TemporalEndpoint(**data["temporal"])
-        return cls(**data)
 
 
 def route53_switch(zone_id: str, *, ttl: int = 1) -> dict[str, Any]:
@@ -128,8 +98,14 @@ def sandbox_config(
     caches: list[dict[str, Any]] | None = None,
     verify: dict[str, Any] | None = None,
     probe_interval: float = 0.5,
+    replication: bool = False,
+    magento: bool = True,
 ) -> dict[str, Any]:
-    """The config file a user would write for this stack, with sandbox-fast probe timings."""
+    """The config file a user would write for this stack, with sandbox-fast probe timings.
+
+    Magento's two store aliases are checked on both sides; with `replication` the standby's
+    indices follow the primary's (the OpenSearch replication plugin) and a failover
+    promotes them."""
     cluster: dict[str, Any] = {
         "name": SANDBOX_CLUSTER,
         "primary": {"nodes": primary_nodes, "expected_cluster_name": PRIMARY_SIM},
@@ -148,6 +124,22 @@ def sandbox_config(
         cluster["caches"] = caches
     if verify:
         cluster["verify"] = verify
+    if magento or replication:
+        cluster["magento"] = {
+            "index_prefix": "magento2",
+            "stores": list(MAGENTO_STORES),
+            "check_every_seconds": 1.0,
+        }
+    if replication:
+        cluster["replication"] = {
+            "kind": "opensearch",
+            "primary_connection": PRIMARY_SIM,
+            "standby_connection": STANDBY_SIM,
+            "max_lag_operations": 100,
+            "max_lag_seconds": 5,
+            "poll_seconds": 0.2,
+            "sync_timeout_seconds": 120,
+        }
     return {
         "aws": {"region": "us-east-1", "endpoint_url": aws_endpoint},
         "task_queue": TASK_QUEUE,
@@ -220,12 +212,21 @@ class Sandbox:
         temporal: TemporalEndpoint | None = None,
         probe_interval: float = 1.0,
         monitors: bool = True,
+        replication: bool = False,
+        regions: bool = False,
     ) -> None:
         """`temporal`: use that server instead of starting one (tests that restart it).
 
         `monitors`: the in-process worker starts a monitor per cluster, which then detects
         faults by itself. The vantage workers run either way.
+        `replication`: the standby's indices follow the primary's, and failovers promote.
+        `regions`: the storefront also runs in two Regions (sandbox.regions), for a Region
+        switch; `self.regions` controls them.
         """
+        self.replication = replication
+        self.with_regions = regions
+        self.regions: TwoRegions | None = None
+        self.dr: AwsRegionalDr | None = None
         self.probe_interval = probe_interval
         self.monitors = monitors
         self.directory = directory
@@ -265,25 +266,44 @@ class Sandbox:
         stack.callback(moto.stop)
         host, port = moto.get_host_and_port()
         aws_endpoint = f"http://{host}:{port}"
+        # moto keeps its AWS in module state, shared by every server in this process: a
+        # second sandbox in one process (a test run) would find the first one's resources.
+        async with httpx.AsyncClient() as http:
+            (await http.post(f"{aws_endpoint}/moto-api/reset")).raise_for_status()
         direct = AwsSettings(endpoint_url=aws_endpoint)
         # The worker reaches moto through the fault proxy, so tests (and curious users)
         # can make AWS throttle, fail, or answer PENDING; its control API is /__faults__.
         self.aws_proxy = AwsFaultProxy(aws_endpoint)
         await self.aws_proxy.start()
         stack.push_async_callback(self.aws_proxy.stop)
+        if self.with_regions:
+            # Before anything is created, so it sees every Auto Scaling instance launch.
+            self.dr = region_responder()
+            await self.aws_proxy.add_responder(self.dr)
         await asyncio.to_thread(create_app_instances, aws_client_factory(direct, "ec2")())
 
         search_port = free_port_on([*PRIMARY_HOSTS, *STANDBY_HOSTS, NLB_HOST])
-        primary = SimulatedCluster(PRIMARY_SIM, hosts=PRIMARY_HOSTS, ports=[search_port] * 3)
-        standby = SimulatedCluster(
-            STANDBY_SIM,
-            hosts=STANDBY_HOSTS,
-            ports=[search_port] * 3,
-            distribution="opensearch",
+        # Both OpenSearch, as cross-cluster replication needs the same distribution on
+        # both ends (Amazon OpenSearch Service's, or the replication plugin's).
+        primary, standby = (
+            SimulatedCluster(
+                name,
+                hosts=hosts,
+                ports=[search_port] * 3,
+                distribution="opensearch",
+                stores=MAGENTO_STORES,
+                follower_read_interval_s=FOLLOWER_READ_INTERVAL_S,
+            )
+            for name, hosts in ((PRIMARY_SIM, PRIMARY_HOSTS), (STANDBY_SIM, STANDBY_HOSTS))
         )
         self.fleet = SimulatorFleet([primary, standby])
         await self.fleet.start()
         stack.push_async_callback(self.fleet.stop)
+        # Each side can reach the other as a remote connection named after it.
+        standby.connect_remote(PRIMARY_SIM, primary)
+        primary.connect_remote(STANDBY_SIM, standby)
+        if self.replication:
+            standby.follow_all(PRIMARY_SIM)
 
         route53_factory = aws_client_factory(direct, "route53")
         zone_id = await asyncio.to_thread(
@@ -347,6 +367,22 @@ class Sandbox:
         await varnish.wait_backend_healthy()
         self.storefront_url = varnish.url
 
+        if self.dr is not None:
+            self.regions = TwoRegions(
+                proxy=self.aws_proxy,
+                dr=self.dr,
+                fleet=self.fleet,
+                zone_id=zone_id,
+                dns_server=(dns.host, dns.port),
+                search_host=search_host,
+                search_port=search_port,
+                search_dns=(dns.host, dns.port) if self.mode == "dns" else None,
+                search_clusters=(PRIMARY_SIM, STANDBY_SIM),
+                workdir=self.directory / "regions",
+            )
+            await self.regions.start()
+            stack.push_async_callback(self.regions.stop)
+
         redis_port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
         raw = sandbox_config(
             aws_endpoint=self.aws_proxy.url,
@@ -377,7 +413,20 @@ class Sandbox:
                 "storefront": {"url": varnish.url},
             },
             probe_interval=self.probe_interval,
+            replication=self.replication,
         )
+        if self.regions is not None:
+            raw["storefronts"] = [
+                storefront_config(
+                    self.regions.infos(),
+                    zone_id=zone_id,
+                    www_url=self.regions.www_url,
+                    nameserver=self.regions.nameserver,
+                    datastore_id=self.regions.datastore_id,
+                    search_cluster=SANDBOX_CLUSTER,
+                    vantage_points=[TASK_QUEUE, *VANTAGE_WORKERS],
+                )
+            ]
         self.config = parse_config(raw, source="sandbox")
         config_path = self.directory / CONFIG_FILE
         config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -418,26 +467,32 @@ class Sandbox:
             search_url=search_url,
             clusters={PRIMARY_SIM: primary.node_urls, STANDBY_SIM: standby.node_urls},
         )
+        if self.regions is not None:
+            self.info.www_url = self.regions.www_url
+            self.info.regions = self.regions.infos()
+            self.info.global_cluster_id = GLOBAL_CLUSTER_ID
+            self.info.global_datastore_id = self.regions.datastore_id
         self.info.save(self.directory)
         stack.callback((self.directory / INFO_FILE).unlink, missing_ok=True)
         return self.info
 
-    def read_record_values(self) -> list[str]:
-        """The search record's values, read straight from moto (not through the workflow)."""
+    def read_record_values(self, name: str = RECORD_NAME) -> list[str]:
+        """A CNAME's values (the search record's by default), read straight from moto (not
+        through the workflow, nor the fault proxy)."""
         from activities.aws import aws_client_factory
 
         assert self.info is not None
         route53 = aws_client_factory(AwsSettings(endpoint_url=self.info.aws_endpoint), "route53")()
         answer = route53.list_resource_record_sets(
             HostedZoneId=self.info.hosted_zone_id,
-            StartRecordName=RECORD_NAME,
+            StartRecordName=name,
             StartRecordType="CNAME",
             MaxItems="1",
         )
         return [
             r["Value"]
             for record in answer["ResourceRecordSets"]
-            if record["Name"] == RECORD_NAME and record["Type"] == "CNAME"
+            if record["Name"] == name and record["Type"] == "CNAME"
             for r in record["ResourceRecords"]
         ]
 

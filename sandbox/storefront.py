@@ -6,6 +6,10 @@ Magento cannot tell an empty category from a broken one, so it stores the empty 
 full page cache (Redis, Cm_Cache_Backend_Redis format) and Varnish caches it too. A failover
 is only done once those caches are flushed and a storefront search returns products again;
 this app reproduces that, with real Redis behind it and real Varnish in front.
+
+For a Region switch the same app runs in each Region, labelled by ``region``. Its MySQL is a
+probe (``database``): a Region whose Aurora cluster is a reader still passes
+``/health_check.php`` but fails the guest-cart mutations a checkout needs, as Magento does.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import inspect
 import json
 import random
+import secrets
+import string
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,9 +40,13 @@ from graphql import (
     GraphQLArgument,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
+    GraphQLInputField,
+    GraphQLInputObjectType,
     GraphQLInt,
     GraphQLInterfaceType,
     GraphQLList,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLSchema,
@@ -50,8 +61,14 @@ __all__ = [
     "CATEGORY_EMPTY_TEXT",
     "CATEGORY_PATH",
     "CATEGORY_TAGS",
+    "DB_READ_ONLY",
+    "DB_UNREACHABLE",
+    "INTERNAL_ERROR",
     "NO_ALIVE_NODES",
     "PAGE_CACHE_DB",
+    "REGION_HEADER",
+    "DatabaseProbe",
+    "DatabaseState",
     "Storefront",
     "StorefrontSettings",
 ]
@@ -82,14 +99,58 @@ ID_PREFIX = "69d_"
 _CONFIG_CACHE_ID = "SYSTEM_DEFAULT"
 _CONFIG_CACHE_TAGS = ("CONFIG",)
 
+REGION_HEADER = "X-Sandbox-Region"
+"""Names the Region whose app server answered (sandbox only; Magento sends no such header)."""
+INTERNAL_ERROR = "Internal server error"
+"""graphql-php's message for an exception that is not client-safe (a PDOException is not)."""
+DB_READ_ONLY = (
+    "SQLSTATE[HY000]: General error: 1290 The MySQL server is running with the --read-only"
+    " option so it cannot execute this statement"
+)
+"""PDO's message for a write to an Aurora MySQL reader (a secondary Region's cluster)."""
+DB_UNREACHABLE = "SQLSTATE[HY000] [2002] Connection refused"
+"""PDO's message when nothing accepts the MySQL connection."""
+MASKED_CART_ID_LENGTH = 32
+_MASKED_ID_CHARS = string.ascii_letters + string.digits
+_DATABASE_TIMEOUT_S = 1.0
+
 
 class SearchUnavailableError(Exception):
     """The search cluster could not answer; Magento shows this as NO_ALIVE_NODES."""
 
 
+class DatabaseError(Exception):
+    """MySQL refused the statement (PDOException): not client-safe, so GraphQL masks it."""
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """What this Region's app servers see of MySQL: a reachable writer unless told otherwise.
+
+    In an Aurora global database only one Region's cluster is the writer; the others are
+    readers that accept connections (so health checks pass) but refuse every write.
+    """
+
+    reachable: bool = True
+    writer: bool = True
+
+    @property
+    def writable(self) -> bool:
+        return self.reachable and self.writer
+
+
+DatabaseProbe = Callable[[], DatabaseState | Awaitable[DatabaseState]]
+"""Asked on each request that needs MySQL; raising counts as an unreachable database."""
+
+
 @dataclass
 class StorefrontSettings:
-    """Where Magento finds search and its caches (what app/etc/env.php and config hold)."""
+    """Where Magento finds search and its caches (what app/etc/env.php and config hold).
+
+    ``database`` stands in for the MySQL connection (None: a reachable writer, the single-Region
+    setup); ``region`` labels every response with REGION_HEADER so a test can tell which
+    Region's app server answered.
+    """
 
     search_host: str
     search_port: int
@@ -98,6 +159,8 @@ class StorefrontSettings:
     index: str = "magento2_product_1"
     search_timeout_seconds: float = 1.0
     scheme: str = "http"
+    database: DatabaseProbe | None = None
+    region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +236,56 @@ async def _resolve_products(
     }
 
 
+def _input_value(cart_input: dict[str, Any] | None, key: str) -> str | None:
+    value = (cart_input or {}).get(key)
+    return None if value is None else str(value)
+
+
+async def _resolve_create_empty_cart(
+    _root: object, info: GraphQLResolveInfo, cart_input: dict[str, Any] | None = None
+) -> str:
+    """createEmptyCart: the new cart's masked id (a guest here: no customer token is read)."""
+    storefront: Storefront = info.context
+    return await storefront.create_guest_cart(_input_value(cart_input, "cart_id"))
+
+
+async def _resolve_create_guest_cart(
+    _root: object, info: GraphQLResolveInfo, cart_input: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """createGuestCart (Magento 2.4.7+): the same cart, as { cart { id } }."""
+    storefront: Storefront = info.context
+    masked_id = await storefront.create_guest_cart(_input_value(cart_input, "cart_uid"))
+    return {"cart": {"id": masked_id}}
+
+
+_CART = GraphQLObjectType("Cart", {"id": _field(GraphQLNonNull(GraphQLID))})
+_CREATE_GUEST_CART_OUTPUT = GraphQLObjectType("CreateGuestCartOutput", {"cart": _field(_CART)})
+_CREATE_EMPTY_CART_INPUT = GraphQLInputObjectType(
+    "createEmptyCartInput", {"cart_id": GraphQLInputField(GraphQLString)}
+)
+_CREATE_GUEST_CART_INPUT = GraphQLInputObjectType(
+    "CreateGuestCartInput", {"cart_uid": GraphQLInputField(GraphQLID)}
+)
+
 SCHEMA = GraphQLSchema(
+    mutation=GraphQLObjectType(
+        "Mutation",
+        {
+            "createEmptyCart": GraphQLField(
+                GraphQLString,
+                args={"input": GraphQLArgument(_CREATE_EMPTY_CART_INPUT, out_name="cart_input")},
+                resolve=_resolve_create_empty_cart,
+                deprecation_reason=(
+                    "Use `Mutation.createGuestCart`, or `Query.cart` for logged-in shoppers"
+                ),
+            ),
+            "createGuestCart": GraphQLField(
+                _CREATE_GUEST_CART_OUTPUT,
+                args={"input": GraphQLArgument(_CREATE_GUEST_CART_INPUT, out_name="cart_input")},
+                resolve=_resolve_create_guest_cart,
+            ),
+        },
+    ),
     query=GraphQLObjectType(
         "Query",
         {
@@ -207,6 +319,7 @@ class Storefront:
         self.host = host
         self.port = port
         self.search_requests = 0
+        self.carts: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self._cache: aioredis.Redis | None = None
@@ -242,6 +355,7 @@ class Storefront:
         self._cache = self._redis(DEFAULT_CACHE_DB)
         self._page_cache = self._redis(PAGE_CACHE_DB)
         app = web.Application()
+        app.on_response_prepare.append(self._label_region)
         app.router.add_post("/graphql", self._graphql)
         app.router.add_get("/health_check.php", self._health_check)
         app.router.add_get("/pub/health_check.php", self._health_check)
@@ -283,6 +397,51 @@ class Storefront:
             socket_timeout=_REDIS_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0),
         )
+
+    # ------------------------------------------------------------------ database
+
+    async def database_state(self) -> DatabaseState:
+        """What MySQL looks like from this app server now (settings.database decides)."""
+        probe = self.settings.database
+        if probe is None:
+            return DatabaseState()
+        try:
+            state = probe()
+            if inspect.isawaitable(state):
+                async with asyncio.timeout(_DATABASE_TIMEOUT_S):
+                    state = await state
+        except Exception:  # the probe failing is the database being out of reach
+            return DatabaseState(reachable=False, writer=False)
+        return state
+
+    async def create_guest_cart(self, masked_id: str | None = None) -> str:
+        """Magento's CreateEmptyCartForGuest: validate the id, then INSERT the quote.
+
+        The checks run in Magento's order: the length needs no database, the "already
+        exists" lookup is a read (fine on a reader), the quote itself is a write.
+        """
+        if masked_id is not None and len(masked_id) != MASKED_CART_ID_LENGTH:
+            raise GraphQLError(
+                "Cart ID length should to be 32 symbols.",
+                extensions={"category": "graphql-input"},
+            )
+        state = await self.database_state()
+        if not state.reachable:
+            raise DatabaseError(DB_UNREACHABLE)
+        if masked_id is not None and masked_id in self.carts:
+            raise GraphQLError(
+                f'Cart with ID "{masked_id}" already exists.',
+                extensions={"category": "graphql-already-exists"},
+            )
+        if not state.writer:
+            raise DatabaseError(DB_READ_ONLY)
+        if masked_id is None:
+            # Magento's Random::getUniqueHash: 32 characters from [A-Za-z0-9].
+            masked_id = "".join(
+                secrets.choice(_MASKED_ID_CHARS) for _ in range(MASKED_CART_ID_LENGTH)
+            )
+        self.carts.add(masked_id)
+        return masked_id
 
     # ------------------------------------------------------------------ search
 
@@ -366,10 +525,27 @@ class Storefront:
             operation_name=operation if isinstance(operation, str) else None,
         )
         status = 400 if result.data is None and result.errors else 200
-        return _graphql_response(result.formatted, status)
+        body = result.formatted
+        if result.errors:
+            body["errors"] = [
+                _format_error(error, formatted)
+                for error, formatted in zip(result.errors, body["errors"], strict=True)
+            ]
+        return _graphql_response(body, status)
+
+    async def _label_region(self, _request: web.Request, response: web.StreamResponse) -> None:
+        """Stamp every response, errors and cached pages included, with this Region's name."""
+        if self.settings.region is not None:
+            response.headers[REGION_HEADER] = self.settings.region
 
     async def _health_check(self, request: web.Request) -> web.Response:
-        """pub/health_check.php: the cache backends must answer; search is not checked."""
+        """pub/health_check.php: MySQL must accept a connection and the caches must answer.
+
+        A reader accepts connections, so a Region whose database is not the writer is healthy
+        here; search is not checked at all.
+        """
+        if not (await self.database_state()).reachable:
+            return web.Response(status=500, headers={"Cache-Control": "no-store"})
         try:
             async with asyncio.timeout(2 * _REDIS_TIMEOUT_S):
                 for client in (self._cache, self._page_cache):
@@ -561,6 +737,25 @@ def _page_response(entry: dict[str, Any], page_cache: str) -> web.Response:
     return web.Response(
         status=int(entry.get("status", 200)), text=entry["content"], headers=headers
     )
+
+
+def _format_error(error: GraphQLError, formatted: dict[str, Any]) -> dict[str, Any]:
+    """Mask a resolver exception that is not a GraphQLError, as graphql-php does.
+
+    graphql-php 14 (Magento 2.4.4-2.4.6) reports it as "Internal server error" with
+    extensions.category "internal"; Magento's developer mode adds the real message as
+    debugMessage. Resolver errors still answer HTTP 200.
+    """
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return formatted
+    masked: dict[str, Any] = {
+        "debugMessage": str(original),
+        "message": INTERNAL_ERROR,
+        "extensions": {"category": "internal"},
+    }
+    masked.update({key: formatted[key] for key in ("locations", "path") if key in formatted})
+    return masked
 
 
 def _graphql_response(body: dict[str, Any], status: int) -> web.Response:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
 from sandbox.aws_fault_proxy import AwsFaultProxy
 from sandbox.net import free_port_on
 from sandbox.nlb import TargetHealthOverrides, create_search_nlb
+from sandbox.regions import TwoRegions
 from sandbox.search_sim import FaultMode, NodeFault, SimulatedCluster, SimulatorFleet
 from sandbox.stack import (
     PRIMARY_HOSTS,
@@ -38,6 +39,7 @@ from sandbox.stack import (
     SANDBOX_CLUSTER,
     STANDBY_HOSTS,
     STANDBY_SIM,
+    Sandbox,
     create_zone_and_records,
     nlb_switch,
     route53_switch,
@@ -268,3 +270,28 @@ def target_health() -> Iterator[TargetHealthOverrides]:
     """Makes moto report chosen targets unhealthy, as it never does by itself."""
     with TargetHealthOverrides() as overrides:
         yield overrides
+
+
+# --- the two-Region sandbox (a Region switch's tests) -----------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module")
+async def region_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
+    """One two-Region sandbox per module that asks for it; its monitors off."""
+    stack = Sandbox(tmp_path_factory.mktemp("regions"), regions=True, monitors=False)
+    await stack.start()
+    yield stack
+    await stack.stop()
+
+
+@pytest.fixture(scope="module")
+def regions(region_sandbox: Sandbox) -> TwoRegions:
+    assert region_sandbox.regions is not None
+    return region_sandbox.regions
+
+
+@pytest.fixture(scope="module")
+def region_aws(regions: TwoRegions) -> Callable[[str, str], Any]:
+    """boto3 clients through the fault proxy, one per (service, Region), as activities
+    make them; call from a thread."""
+    return regions.aws

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueKind
@@ -29,13 +30,16 @@ from failover.client.operations import (
 )
 from failover.client.temporal import TemporalEndpoint, connect
 from failover.models import AlarmNotice, Outcome
-from failover.names import failover_workflow_id
+from failover.names import failover_workflow_id, reseed_workflow_id
 from sandbox.aws_fault_proxy import ForwardedCall
+from sandbox.regions import DR_REGION
 from sandbox.search_sim import FaultMode
-from sandbox.stack import PRIMARY_SIM, SANDBOX_CLUSTER, STANDBY_SIM, STANDBY_VALUE
+from sandbox.stack import PRIMARY_SIM, SANDBOX_CLUSTER, STANDBY_SIM, STANDBY_VALUE, Sandbox
 from sandbox.waiting import wait_for
 from tests.conftest import Stack
-from tests.test_crash_matrix import SandboxProcess, run_case, start_sandbox
+from tests.test_crash_matrix import SandboxProcess, cli, run_case, start_sandbox, start_worker
+from tests.test_region_switch import result_of as region_result_of
+from tests.test_region_switch import start as start_region
 from tests.test_replay import HISTORIES, make_replayer
 
 # Worker identities ("<pid>@<hostname>") and sticky task queues ("<pid>@<hostname>-<uuid>")
@@ -130,6 +134,43 @@ async def test_record_dns_crash_after_upsert(sandbox_process: SandboxProcess) ->
     _save(HISTORIES / "dns_crash_after_upsert.json", history)
 
 
+@pytest.fixture(scope="module")
+def replication_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    yield from start_sandbox("dns", tmp_path_factory.mktemp("replication"), replication=True)
+
+
+async def _save_run(sandbox: SandboxProcess, workflow_id: str, scenario: str) -> None:
+    client = await connect(TemporalEndpoint(**sandbox.info["temporal"]))
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    _scrub_machine_names(history)
+    replayed = await make_replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    _save(HISTORIES / f"{scenario}.json", history)
+
+
+async def test_record_replication_promote_reseed_failback(
+    replication_process: SandboxProcess,
+) -> None:
+    """With replication: a failover that promotes the standby, the re-seed of the primary,
+    and the failback that promotes it and re-seeds the standby again."""
+    sandbox = replication_process
+    outcome = await run_case(sandbox, None)
+    assert outcome.result.result == Outcome.FAILED_OVER, outcome.result.reason
+    assert outcome.result.promotion is not None and outcome.result.promotion.promoted
+    name = outcome.result.cluster
+    await _save_run(sandbox, failover_workflow_id(name), "dns_promoted")
+    cli(sandbox, "sandbox", "fault", PRIMARY_SIM, "all", "healthy")
+    worker = start_worker(sandbox, sandbox.logs / "worker-recording.log", None)
+    try:
+        cli(sandbox, "reseed", name, "--reason", "recording")
+        await _save_run(sandbox, reseed_workflow_id(name), "reseed_reseeded")
+        cli(sandbox, "failback", name, "--reason", "recording")
+        await _save_run(sandbox, failover_workflow_id(name), "dns_failback_reseeded")
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0
+
+
 async def test_record_monitor_failed_over(monitor_stack: Stack) -> None:
     """A monitor that sees the primary die from three vantage points and fails over."""
     handle = await ensure_monitor(
@@ -195,3 +236,42 @@ async def test_record_monitor_alarm_not_confirmed(monitor_stack: Stack) -> None:
     replayed = await make_replayer().replay_workflow(history)
     assert replayed.replay_failure is None
     _save(HISTORIES / "monitor_alarm_not_confirmed.json", history)
+
+
+# --- the Region switch (two-Region sandbox, in process) ------------------------------------
+
+
+async def _record_region(handle: Any, scenario: str, expected: Outcome) -> None:
+    result = await region_result_of(handle)
+    assert result.result == expected, result.reason
+    history = await handle.fetch_history()
+    _scrub_machine_names(history)
+    replayed = await make_replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    _save(HISTORIES / f"{scenario}.json", history)
+
+
+# In this order: the rollback starts from the primary Region with the DR tier at its pilot
+# light; the switch after it then moves the storefront.
+async def test_record_region_rolled_back(region_sandbox: Sandbox) -> None:
+    assert region_sandbox.config is not None and region_sandbox.regions is not None
+    config = region_sandbox.config
+    group = config.storefront("shop").dr.auto_scaling_group
+    region_sandbox.regions.dr.set_never_healthy(DR_REGION, group)
+    handle = await start_region(
+        region_sandbox,
+        config,
+        planned=True,
+        reason="recording",
+        storefront={"scale_timeout_seconds": 2},
+    )
+    await _record_region(handle, "region_rolled_back", Outcome.ROLLED_BACK)
+    region_sandbox.regions.dr.set_never_healthy(DR_REGION, group, False)
+
+
+async def test_record_region_failed_over(region_sandbox: Sandbox) -> None:
+    assert region_sandbox.config is not None
+    handle = await start_region(
+        region_sandbox, region_sandbox.config, planned=True, reason="recording"
+    )
+    await _record_region(handle, "region_failed_over", Outcome.FAILED_OVER)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import itertools
 import time
 
+from temporalio.api.enums.v1 import EventType
+
 from failover.client.operations import start_or_attach_failover
 from failover.models import FailoverResult, Outcome, StepTiming
+from failover.names import failover_workflow_id
 from sandbox.aws_fault_proxy import FaultKind, FaultRule
 from sandbox.search_sim import FaultMode
 from sandbox.stack import PRIMARY_HOSTS, PRIMARY_SIM, PRIMARY_VALUE, STANDBY_HOSTS, STANDBY_VALUE
@@ -183,9 +186,39 @@ async def test_no_such_hosted_zone_fails_fast_and_changes_nothing(stack: Stack) 
     assert elapsed < 5, f"a permanent error took {elapsed:.1f}s to fail"
     assert [(s.name, s.outcome) for s in result.steps] == [("snapshot", "failed")]
     assert (result.from_side, result.to_side) == (None, None)
-    assert stack.proxy.count("ListResourceRecordSets") == 1
+    # One read per attempt, and the 404 ended the attempts: a second attempt can only come
+    # from a lost heartbeat (a stalled, busy worker), never from retrying the error.
+    attempts, non_retryable = await read_record_attempts(stack)
+    assert non_retryable
+    assert stack.proxy.count("ListResourceRecordSets") == attempts <= 2
     assert stack.proxy.count("ChangeResourceRecordSets") == 0
     assert stack.record_values() == [PRIMARY_VALUE]
+
+
+async def read_record_attempts(stack: Stack) -> tuple[int, bool]:
+    """How many attempts the snapshot's read_record had, and whether the last one failed
+    as non-retryable, as the run's history says."""
+    handle = stack.client.get_workflow_handle(failover_workflow_id(stack.cluster.name))
+    events = (await handle.fetch_history()).events
+    [scheduled] = [
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "read_record"
+    ]
+    [started] = [
+        e.activity_task_started_event_attributes.attempt
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id == scheduled
+    ]
+    [failure] = [
+        e.activity_task_failed_event_attributes.failure
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+        and e.activity_task_failed_event_attributes.scheduled_event_id == scheduled
+    ]
+    return started, failure.application_failure_info.non_retryable
 
 
 async def test_access_denied_on_get_change_fails_after_the_upsert(stack: Stack) -> None:

@@ -27,6 +27,23 @@ def run(
     )
 
 
+def test_the_commands_load_without_the_stack_behind_the_sandbox_commands() -> None:
+    """Every `failover` command registers the sandbox's commands; an operator's `trigger`
+    or `status` must not first import moto, the simulator and the demos (seconds)."""
+    probe = (
+        "import sys\n"
+        "from failover.cli import add_plugin_commands, app\n"
+        "add_plugin_commands(app)\n"
+        "assert any(g.name == 'sandbox' for g in app.registered_groups), 'no sandbox commands'\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'moto', 'graphql', 'aiohttp'})\n"
+        "heavy += sorted(m for m in sys.modules if m in ('sandbox.stack', 'sandbox.demo'))\n"
+        "print(' '.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported by every command: {done.stdout}"
+
+
 def test_config_check_valid_exits_0() -> None:
     done = run("config", "check", str(CONFIGS / "valid.yaml"))
     assert done.returncode == 0, done.stderr
@@ -82,7 +99,10 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
             "ttl_wait",
             "flush",
             "verify",
+            "verify_indices",
             "verify_storefront",
+            "promote",
+            "verify_writes",
         ]
     else:
         assert ",".join(report["switched_after"]) == report["to_value"]
@@ -97,7 +117,10 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
             "drain",
             "flush",
             "verify",
+            "verify_indices",
             "verify_storefront",
+            "promote",
+            "verify_writes",
         ]
     assert [f["name"] for f in report["flushed"]] == ["magento-redis", "magento-app", "varnish"]
     assert report["warnings"] == []
@@ -107,8 +130,18 @@ def test_demo_json_reports_a_verified_failover_and_a_recovered_storefront(mode: 
     assert report["category_page_fixed_after"] is True
     assert report["storefront_requests"]["failed"] > 0
     assert report["storefront_recovered_seconds"] > 0
-    # RTO runs from the fault to the end of verify, so it covers every step.
-    assert report["rto_seconds"] >= sum(step["seconds"] for step in report["steps"]) - 0.05
+    # RTO runs from the fault to the end of verify, so it covers every step before it.
+    before_promotion = report["steps"][: names.index("promote")]
+    assert report["rto_seconds"] >= sum(step["seconds"] for step in before_promotion) - 0.05
+    # The standby's data: both store aliases and their replication lag were read, the
+    # follower indices promoted, and a write through the switched name succeeded.
+    data = report["standby_data"]
+    assert data["preflight"] == "ok"
+    assert any(line.startswith("standby magento2_product_1 → ") for line in data["readiness"])
+    assert any(": syncing, lag 0 operations" in line for line in data["readiness"])
+    assert sorted(data["promoted"]) == ["magento2_product_1_v1", "magento2_product_2_v1"]
+    assert data["write_problem"] is None and data["promote_seconds"] > 0
+    assert [s["outcome"] for s in report["steps"][-2:]] == ["ok", "ok"]
     assert report["ui_url"].endswith(
         f"/workflows/failover-catalog-search/{report['run_id']}/history"
     )

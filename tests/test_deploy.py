@@ -56,15 +56,27 @@ BASE_SERVICES = {
 }
 PROFILED_SERVICES = {"moto": "aws-standin"}
 # Needed only when a cluster side uses `auth: {type: sigv4}`; its own statement in the policy.
-OPTIONAL_ACTIONS = {"es:ESHttpGet"}
+# SigV4 requests to Amazon OpenSearch Service: probes and reads (GET), and promotion and
+# re-seeding (POST, PUT, DELETE) where replication is configured.
+OPTIONAL_ACTIONS = {"es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"}
 # Actions IAM cannot scope to a resource: the only ones allowed on "*".
 NO_RESOURCE_LEVEL_ACTIONS = {
     "elasticloadbalancing:DescribeTargetHealth",
     "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "elasticloadbalancing:DescribeLoadBalancers",
     "ec2:DescribeInstances",
     "ssm:GetCommandInvocation",
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeScalingActivities",
+    "cloudwatch:GetMetricData",
 }
 ZONE_ARN = "arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ"
+# The Region switch's example storefront: primary in eu-west-1, DR in eu-central-1.
+REGIONS = ("eu-west-1", "eu-central-1")
+GLOBAL_CLUSTER_ARN = "arn:aws:rds::123456789012:global-cluster:magento-global"
+DATASTORE_ARN = "arn:aws:elasticache::123456789012:globalreplicationgroup:ldgnf-magento-cache"
+# IAM's prefix where it is not the SigV4 signing name.
+IAM_PREFIX = {"monitoring": "cloudwatch"}
 
 
 # --- docker-compose ------------------------------------------------------------------------
@@ -385,8 +397,19 @@ def _scan_class(
             return held.get(node.attr)
         return None
 
+    # A method named call_in is a dispatcher (it forwards its arguments), not a call site.
+    dispatch = {
+        id(inner)
+        for function in ast.walk(cls)
+        if isinstance(function, ast.AsyncFunctionDef | ast.FunctionDef)
+        and function.name == "call_in"
+        for inner in ast.walk(function)
+    }
     for node in ast.walk(cls):
-        if not isinstance(node, ast.Call):
+        if not isinstance(node, ast.Call) or id(node) in dispatch:
+            continue
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "call_in":
+            _regional_call(node, where(node), scan)
             continue
         if isinstance(node.func, ast.Name) and node.func.id == "getattr" and node.args:
             target = node.args[0]
@@ -417,6 +440,16 @@ def _scan_class(
                 scan.calls.append(AwsCall(service, operation, where(node)))
 
 
+def _regional_call(node: ast.Call, where: str, scan: CallScan) -> None:
+    """`<x>.call_in("<service>", <region>, "<Operation>", ...)`: a call that names its Region
+    (activities.region.RegionalAws), the service and operation written as literals."""
+    literals = [a.value if isinstance(a, ast.Constant) else None for a in node.args[:3]]
+    if len(literals) == 3 and isinstance(literals[0], str) and isinstance(literals[2], str):
+        scan.calls.append(AwsCall(literals[0], literals[2], where))
+    else:
+        scan.unresolved.append(f"{where}: call_in without a literal service and operation")
+
+
 @cache
 def _session() -> botocore.session.Session:
     return botocore.session.get_session()
@@ -440,10 +473,11 @@ def _client_method_operation(service: str, method: str, literal: object) -> str 
 
 
 def iam_action(call: AwsCall) -> str:
-    """IAM's prefix is the service's SigV4 signing name (elbv2 → elasticloadbalancing)."""
+    """IAM's prefix is the service's SigV4 signing name (elbv2 → elasticloadbalancing), but
+    CloudWatch signs as monitoring and is cloudwatch in IAM."""
     model = _session().get_service_model(call.service)
     assert call.operation in model.operation_names, f"{call.where}: no {call}"
-    return f"{model.signing_name}:{call.operation}"
+    return f"{IAM_PREFIX.get(model.signing_name, model.signing_name)}:{call.operation}"
 
 
 def _activity_sources() -> dict[str, str]:
@@ -509,7 +543,7 @@ def test_iam_policy_is_scoped_where_iam_allows() -> None:
         if "*" in _listed(statement["Resource"]):
             assert actions <= NO_RESOURCE_LEVEL_ACTIONS, f"{statement['Sid']}: scope {actions}"
         if actions & OPTIONAL_ACTIONS:
-            assert actions <= OPTIONAL_ACTIONS, "es:ESHttpGet belongs in a statement of its own"
+            assert actions <= OPTIONAL_ACTIONS, "es:ESHttp* belong in statements of their own"
             assert all(":domain/" in r for r in _listed(statement["Resource"]))
 
     def resources(action: str) -> list[tuple[str, dict[str, Any]]]:
@@ -531,15 +565,31 @@ def test_iam_policy_is_scoped_where_iam_allows() -> None:
         [(arn, _)] = resources(f"elasticloadbalancing:{action}")
         assert ":targetgroup/" in arn
     send = dict(resources("ssm:SendCommand"))
-    assert set(send) == {
-        "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript",
-        "arn:aws:ec2:eu-west-1:123456789012:instance/*",
-    }
-    assert send["arn:aws:ssm:eu-west-1::document/AWS-RunShellScript"] == {}
-    assert send["arn:aws:ec2:eu-west-1:123456789012:instance/*"] == {
-        "StringEquals": {"ssm:resourceTag/Role": "magento-app"}
-    }
+    # Both Regions: a Region switch flushes the app servers' caches in the Region it moved to.
+    documents = {f"arn:aws:ssm:{r}::document/AWS-RunShellScript" for r in REGIONS}
+    instances = {f"arn:aws:ec2:{r}:123456789012:instance/*" for r in REGIONS}
+    assert set(send) == documents | instances
+    assert all(send[d] == {} for d in documents)
+    assert all(
+        send[i] == {"StringEquals": {"ssm:resourceTag/Role": "magento-app"}} for i in instances
+    )
+    assert resources("autoscaling:UpdateAutoScalingGroup") == [
+        (
+            f"arn:aws:autoscaling:{r}:123456789012:autoScalingGroup:*:autoScalingGroupName/magento-web",
+            {},
+        )
+        for r in REGIONS
+    ]
+    assert resources("rds:DescribeGlobalClusters") == [(GLOBAL_CLUSTER_ARN, {})]
+    members = [f"arn:aws:rds:{r}:123456789012:cluster:magento-{r}" for r in REGIONS]
+    for action in ("rds:SwitchoverGlobalCluster", "rds:FailoverGlobalCluster"):
+        # The global cluster and its two members only: never another database's writer.
+        assert resources(action) == [(GLOBAL_CLUSTER_ARN, {}), *((m, {}) for m in members)]
+    for action in ("DescribeGlobalReplicationGroups", "FailoverGlobalReplicationGroup"):
+        assert resources(f"elasticache:{action}") == [(DATASTORE_ARN, {})]
     assert resources("es:ESHttpGet"), "the optional SigV4 statement is documented in the policy"
+    for method in ("Post", "Put", "Delete"):
+        assert all(":domain/" in r for r, _ in resources(f"es:ESHttp{method}")), method
 
 
 def test_the_scan_sees_every_way_of_calling_a_client() -> None:
@@ -547,6 +597,7 @@ def test_the_scan_sees_every_way_of_calling_a_client() -> None:
     worker = (
         'a = Records(aws_client_factory(aws, "route53"))\n'
         'b = Holder(elb_factory=aws_client_factory(aws, "elbv2"))\n'
+        "c = Regional(region_clients(aws))\n"
     )
     activities = {
         "activities/aws.py": (ROOT / "activities" / "aws.py").read_text(),
@@ -564,6 +615,14 @@ def test_the_scan_sees_every_way_of_calling_a_client() -> None:
             "        self.elb.client.describe_target_group_attributes()\n"
             "        alias = self.elb\n"
             '        await alias.call("DeregisterTargets")\n'
+            "class Regional:\n"
+            "    async def call_in(self, service, region, operation):\n"
+            "        await self.aws.call_in(service, region, operation)\n"
+            "    async def read(self, region):\n"
+            '        await self.aws.call_in("rds", region, "DescribeGlobalClusters")\n'
+            '        await self.call_in("cloudwatch", region, "GetMetricData")\n'
+            "        service = 'rds'\n"
+            '        await self.aws.call_in(service, region, "SwitchoverGlobalCluster")\n'
         ),
     }
     scan = scan_aws_calls(activities, worker)
@@ -572,11 +631,14 @@ def test_the_scan_sees_every_way_of_calling_a_client() -> None:
         "route53:ListResourceRecordSets",
         "elasticloadbalancing:RegisterTargets",
         "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "rds:DescribeGlobalClusters",
+        "cloudwatch:GetMetricData",
     }
     assert sorted(c.where for c in scan.calls if c.operation == "GetChange") == [
         "activities/fake.py:3",
         "activities/fake.py:5",
     ]
     assert scan.unresolved == [
-        "activities/fake.py:13: DeregisterTargets on a receiver of unknown service"
+        "activities/fake.py:13: DeregisterTargets on a receiver of unknown service",
+        "activities/fake.py:21: call_in without a literal service and operation",
     ]

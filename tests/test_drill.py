@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
@@ -56,7 +57,8 @@ async def fail_over_for_real(stack: Stack) -> None:
     handle = await start_or_attach_failover(
         stack.client, stack.cluster, task_queue=stack.task_queue, reason="primary died"
     )
-    assert (await result_of(handle)).result == Outcome.FAILED_OVER
+    result = await result_of(handle)
+    assert result.result == Outcome.FAILED_OVER, result.reason
     stack.fleet.set_fault(PRIMARY_SIM, None, NodeFault(FaultMode.HEALTHY))
     await stack.fleet.clusters[PRIMARY_SIM].settle()
 
@@ -159,6 +161,30 @@ async def test_drill_on_a_sick_system_is_skipped(stack: Stack, tmp_path: Path) -
     assert report.failover is None
     with pytest.raises(RPCError):
         await stack.client.get_workflow_handle(failover_workflow_id(stack.cluster.name)).describe()
+
+
+async def test_an_unsteady_round_is_looked_at_again_before_the_drill_is_skipped(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A blip at the first steady-state round (one node answering 500) is not a sick shop:
+    the drill looks again an interval later, finds it steady and runs."""
+    stack.fleet.set_fault(PRIMARY_SIM, 1, NodeFault(FaultMode.HTTP_500))
+    await stack.fleet.clusters[PRIMARY_SIM].settle()
+    raw = stack.config.model_dump(mode="json")
+    raw["clusters"][0]["probe"]["interval_seconds"] = 1.0  # time to end the blip in
+    raw["clusters"][0]["drill"] = {"report_dir": str(tmp_path / "reports"), "hold_seconds": 0}
+    cluster = parse_config(raw).clusters[0]
+    handle = await start_drill(stack.client, cluster, task_queue=stack.task_queue)
+
+    async def looking_again() -> bool:
+        history = await handle.fetch_history()
+        return any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history.events)
+
+    await wait_for(looking_again, what="the drill to wait for a second look", timeout_s=DEADLINE_S)
+    stack.fleet.set_fault(PRIMARY_SIM, 1, NodeFault(FaultMode.HEALTHY))
+    report: DrillReport = await result_of(handle)
+    assert report.verdict == "pass", report.reason
+    assert report.failover is not None and report.failover.result == Outcome.FAILED_OVER
 
 
 async def test_a_blackout_window_blocks_the_drill(stack: Stack, tmp_path: Path) -> None:

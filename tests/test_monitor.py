@@ -8,6 +8,7 @@ heartbeat details), so "nothing happened" is observed, not assumed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
@@ -42,6 +44,7 @@ from sandbox.stack import PRIMARY_SIM, STANDBY_SIM, STANDBY_VALUE
 from sandbox.waiting import wait_for
 from tests.conftest import VANTAGE_SOURCES, Stack
 from tests.test_replay import make_replayer
+from worker import GRACEFUL_SHUTDOWN, build_vantage_worker
 
 DEADLINE_S = 20.0
 # Beyond threshold times interval: reports, a re-read of the switch, and the run's start, on a
@@ -232,7 +235,8 @@ async def test_hang_fails_over_on_timeouts(
 ) -> None:
     monitor = await monitor_of()
     await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HANG))
-    await expect_failover(monitor_stack, monitor, "unreachable: timeout after 0.5s")
+    # Per request 0.5 s; on a loaded machine the probe's own guard (twice that) may end first.
+    await expect_failover(monitor_stack, monitor, "unreachable: timeout after ")
 
 
 async def test_http_500_fails_over(monitor_stack: Stack, monitor_of: MonitorFactory) -> None:
@@ -324,11 +328,12 @@ async def test_yellow_is_degraded_never_a_failover(
 async def test_flapping_every_2s_never_confirms(
     monitor_stack: Stack, monitor_of: MonitorFactory
 ) -> None:
-    """Up 2 s, down 2 s: at a 1.25 s interval no 3 failing rounds ever come in a row.
+    """Up 2 s, down 2 s: at a 1.5 s interval no 3 failing rounds ever come in a row.
 
-    (At 1 s a round can land on both edges of a 2 s outage; 1.25 s leaves no doubt.)
+    (At 1 s a round can land on both edges of a 2 s outage. At 1.25 s a round started 0.5 s
+    late on a busy machine can too; 1.5 s allows a second of lateness.)
     """
-    cluster = tuned(monitor_stack.cluster, probe={"interval_seconds": 1.25})
+    cluster = tuned(monitor_stack.cluster, probe={"interval_seconds": 1.5})
     monitor = await monitor_of(cluster)
     await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.FLAPPING, flap_period_s=2.0))
 
@@ -407,6 +412,37 @@ async def test_primary_recovering_during_confirmation_is_not_failed_over(
     await observe_quietly(monitor, rounds=4)
     decision = (await monitor.status()).state.last_decision
     assert decision is not None and decision.reason.startswith(decisions.NOT_CONFIRMED)
+
+
+async def test_a_worker_shutting_down_hands_its_watch_on_at_once(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """A deploy stops a vantage point's worker while its watch runs: the watch returns its
+    view at once, not after the graceful shutdown timeout, and the next watch runs on the
+    worker that takes the queue over. Nothing fails, times out or is cancelled."""
+    queue = f"{monitor_stack.task_queue}-vantage-d"
+    vantages = [*monitor_stack.cluster.monitor.vantage_points, queue]
+    leaving = build_vantage_worker(monitor_stack.client, task_queue=queue)
+    running = asyncio.create_task(leaving.run())
+    monitor = await monitor_of(tuned(monitor_stack.cluster, vantage_points=vantages))
+    started = time.monotonic()
+    await leaving.shutdown()
+    took = time.monotonic() - started
+    await running
+    assert took < GRACEFUL_SHUTDOWN.total_seconds(), f"the shutdown took {took:.2f}s"
+
+    staying = build_vantage_worker(monitor_stack.client, task_queue=queue)
+    async with staying:
+        await monitor.wait_rounds(2)  # the queue has only this worker now
+    assert monitor.handle is not None
+    history = await monitor.handle.fetch_history()
+    ended_badly = {
+        EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+        EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+        EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+    }
+    assert [e.event_type for e in history.events if e.event_type in ended_badly] == []
+    print(f"\nworker with a running watch shut down in {took:.2f}s")
 
 
 # --- anti-flapping and operators --------------------------------------------------------
@@ -620,6 +656,11 @@ async def test_continue_as_new_keeps_state(
     assert status.state.paused and status.state.paused_reason == "maintenance"
     assert any(e.kind == "paused" for e in status.state.events)
     assert any(e.kind == "continued" for e in status.state.events)
+    # The record of the storefront's indices came along: preflight's reference.
+    primary = status.state.data.primary
+    assert primary is not None and primary.error is None
+    alias = primary.alias("magento2_product_1")
+    assert alias is not None and alias.indices == ["magento2_product_1_v1"]
     # Still watching and still paused in the new run.
     await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
     await monitor.wait_decision(decisions.PAUSED)

@@ -37,7 +37,7 @@ from sandbox.search_sim import FaultMode, NodeFault
 from sandbox.stack import PRIMARY_SIM
 from sandbox.waiting import wait_for
 from tests.conftest import Stack
-from workflows.failover import NOTIFY_RETRY
+from workflows.steps import NOTIFY_RETRY
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 30.0

@@ -1,7 +1,8 @@
 """Replays recorded histories against the current workflow code: breaking changes fail CI.
 
-Every `tests/histories/*.json` is one run of `FailoverWorkflow`, or of `MonitorWorkflow`
-(`monitor_*`: a monitor never finishes, so its history stops mid-run) (Temporal's JSON
+Every `tests/histories/*.json` is one run of `FailoverWorkflow`, of `ReseedWorkflow`
+(`reseed_*`), of `RegionSwitchWorkflow` (`region_*`), or of `MonitorWorkflow` (`monitor_*`:
+a monitor never finishes, so its history stops mid-run) (Temporal's JSON
 history format, as written by `WorkflowHistory.to_json()` or `temporal workflow show
 --output json`; the file name, without `.json`, is used as the workflow id). Each is replayed
 with `temporalio.worker.Replayer`, configured like the worker (same data converter, same
@@ -25,9 +26,11 @@ run recorded with the old code will ever be replayed by the new one. Then re-rec
     .venv/bin/pytest tests/record_histories.py
 
 which runs the scenarios on a real dev server and overwrites dns_failed_over, dns_rolled_back,
-dns_aborted, nlb_failed_over, monitor_failed_over and monitor_alarm_not_confirmed in
-tests/histories/ (other files, such as the crash history, are left alone and must be
-refreshed the way they were made). Review the diff, run this module, and commit the new
+dns_aborted, nlb_failed_over, monitor_failed_over, monitor_alarm_not_confirmed, with
+replication dns_promoted, reseed_reseeded and dns_failback_reseeded, and on the two-Region
+sandbox region_failed_over and region_rolled_back in tests/histories/
+(other files, such as the crash history, are left alone and must be refreshed the way they
+were made). Review the diff, run this module, and commit the new
 histories together with the workflow change.
 """
 
@@ -47,6 +50,8 @@ from failover.models import FailoverRequest, FailoverResult, ProbeSideInput, Sid
 from worker import ACTIVITY_ONLY_MODULES
 from workflows.failover import FailoverWorkflow
 from workflows.monitor import MonitorWorkflow
+from workflows.region import RegionSwitchWorkflow
+from workflows.replication import ReseedWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -54,7 +59,8 @@ HISTORIES = Path(__file__).parent / "histories"
 def make_replayer(*workflows: type) -> Replayer:
     """A replayer set up like the worker in worker.build_worker."""
     return Replayer(
-        workflows=list(workflows) or [FailoverWorkflow, MonitorWorkflow],
+        workflows=list(workflows)
+        or [FailoverWorkflow, MonitorWorkflow, ReseedWorkflow, RegionSwitchWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(

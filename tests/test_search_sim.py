@@ -41,6 +41,9 @@ HEALTH_FIELDS = {
     "task_max_waiting_in_queue_millis",
     "active_shards_percent_as_number",
 }
+# Every simulated cluster starts with four indices (products, the two Magento store indices
+# and a log index), each with one primary per node: cluster health sums their shards.
+DEFAULT_INDICES = 4
 VERSION_FIELDS = {
     "number",
     "build_flavor",
@@ -151,8 +154,8 @@ async def test_health_is_green_with_every_real_field(
     assert health["status"] == "green"
     assert health["timed_out"] is False
     assert health["number_of_nodes"] == health["number_of_data_nodes"] == 3
-    assert health["active_primary_shards"] == 3
-    assert health["active_shards"] == 6
+    assert health["active_primary_shards"] == 3 * DEFAULT_INDICES
+    assert health["active_shards"] == 6 * DEFAULT_INDICES
     assert health["unassigned_shards"] == health["delayed_unassigned_shards"] == 0
     assert health["active_shards_percent_as_number"] == 100.0
 
@@ -371,9 +374,9 @@ async def test_red_health_and_failing_search(
     url = cluster.node_urls[0]
     health = (await client.get(url + "/_cluster/health")).json()
     assert health["status"] == "red"
-    assert health["active_primary_shards"] < 3
+    assert health["active_primary_shards"] < 3 * DEFAULT_INDICES
     assert health["unassigned_shards"] > 0
-    assert health["active_shards"] + health["unassigned_shards"] == 6
+    assert health["active_shards"] + health["unassigned_shards"] == 6 * DEFAULT_INDICES
     assert health["active_shards_percent_as_number"] < 100
 
     search = await client.get(url + "/products/_search", params={"q": "bag"})
@@ -390,8 +393,9 @@ async def test_yellow_health_still_searches(
     url = cluster.node_urls[1]
     health = (await client.get(url + "/_cluster/health")).json()
     assert health["status"] == "yellow"
-    assert health["active_primary_shards"] == 3  # primaries fine, a replica is missing
-    assert health["unassigned_shards"] == 1
+    # primaries fine, a replica is missing in each index
+    assert health["active_primary_shards"] == 3 * DEFAULT_INDICES
+    assert health["unassigned_shards"] == DEFAULT_INDICES
     assert health["active_shards_percent_as_number"] < 100
     search = await client.get(url + "/products/_search", params={"q": "bottle"})
     assert search.status_code == 200
@@ -476,9 +480,9 @@ async def test_one_node_down_leaves_a_yellow_two_node_cluster(
         health = (await client.get(url + "/_cluster/health")).json()
         assert health["number_of_nodes"] == health["number_of_data_nodes"] == 2
         assert health["status"] == "yellow"
-        assert health["active_primary_shards"] == 3
-        assert health["unassigned_shards"] == 2
-        assert health["active_shards"] == 4
+        assert health["active_primary_shards"] == 3 * DEFAULT_INDICES
+        assert health["unassigned_shards"] == 2 * DEFAULT_INDICES
+        assert health["active_shards"] == 4 * DEFAULT_INDICES
     nodes = (
         await client.get(cluster.node_urls[1] + "/_cat/nodes", params={"format": "json"})
     ).json()
@@ -525,7 +529,7 @@ async def test_losing_both_copies_of_a_shard_turns_red_with_partial_search(
         url = sim.node_urls[3]
         health = (await client.get(url + "/_cluster/health")).json()
         assert (health["status"], health["number_of_nodes"]) == ("red", 3)
-        assert health["active_primary_shards"] == 4
+        assert health["active_primary_shards"] == 4 * DEFAULT_INDICES
         search = await client.get(url + "/products/_search", params={"size": "50"})
         assert search.status_code == 200  # partial results, as allow_partial_search_results
         body = search.json()

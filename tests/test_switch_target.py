@@ -34,9 +34,11 @@ from sandbox.stack import (
     PRIMARY_SIM,
     PRIMARY_VALUE,
     RECORD_NAME,
+    STANDBY_HOSTS,
     STANDBY_SIM,
     STANDBY_VALUE,
 )
+from sandbox.waiting import wait_for
 from tests.conftest import Stack
 
 IMPOSTOR_HOSTS = ["127.0.5.1", "127.0.5.2", "127.0.5.3"]
@@ -145,6 +147,31 @@ async def test_preflight_passes_when_the_record_value_leads_to_the_standby(
     assert impostor.request_count == 0
 
 
+async def test_preflight_looks_again_at_a_record_value_that_resolved_elsewhere_once(
+    stack: Stack, dns: Route53DnsServer, impostor: SimulatedCluster
+) -> None:
+    """The name leads to the impostor at the first look, to the standby an interval later
+    (a slow round, a DNS answer being fixed): preflight looks again before refusing."""
+    cluster = _with_search_path(stack, dns)
+    cluster = cluster.model_copy(
+        update={"probe": cluster.probe.model_copy(update={"interval_seconds": 1.5})}
+    )
+    await _point_a_record(stack, STANDBY_VALUE + ".", IMPOSTOR_HOSTS)
+    await stack.fault(PRIMARY_SIM, FaultMode.DOWN)
+    handle = await start_or_attach_failover(
+        stack.client, cluster, task_queue=stack.task_queue, reason="primary down"
+    )
+
+    async def asked() -> bool:
+        return impostor.request_count > 0
+
+    await wait_for(asked, what="preflight to ask the impostor", timeout_s=30)
+    await _point_a_record(stack, STANDBY_VALUE + ".", STANDBY_HOSTS)
+    result: FailoverResult = await handle.result()
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert stack.record_values() == [STANDBY_VALUE]
+
+
 async def test_failback_preflight_refuses_a_primary_value_that_resolves_elsewhere(
     stack: Stack, dns: Route53DnsServer
 ) -> None:
@@ -185,7 +212,7 @@ async def test_verify_rolls_back_when_the_switched_name_leads_to_another_cluster
 
     stack.proxy.on_forwarded("ChangeResourceRecordSets", repoint_after_switch)
     result = await _fail_over(stack, cluster)
-    assert moved == [True]
+    assert moved == [True], result.reason
     assert result.result == Outcome.ROLLED_BACK, result.reason
     assert result.reason.startswith("rolled back: verify failed: search path failed: "), (
         result.reason

@@ -50,6 +50,7 @@ from workflows.steps import (
     PROBE_RETRY,
     StepRecorder,
     failure_reason,
+    first_fit_round,
     probe_side,
 )
 
@@ -188,6 +189,17 @@ class DrillWorkflow:
     # --- phases ------------------------------------------------------------------------------
 
     async def _steady_state(self, cluster: ClusterConfig) -> str | None:
+        """Both sides and the storefront well, in up to `verify_attempts` rounds: a drill
+        skipped for one slow answer from a busy shop would be noise."""
+        return await first_fit_round(
+            lambda: self._steady_round(cluster),
+            attempts=cluster.probe.verify_attempts,
+            interval_seconds=cluster.probe.interval_seconds,
+            what="steady state",
+            patch="steady-retry",
+        )
+
+    async def _steady_round(self, cluster: ClusterConfig) -> str | None:
         primary = await self._probe(cluster, "primary")
         standby = await self._probe(cluster, "standby")
         storefront: CheckResult | None = None

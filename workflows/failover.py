@@ -14,50 +14,51 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.caches import CacheActivities
-    from activities.notify import NotifyActivities
+    from activities.control import FailoverControlActivities
+    from activities.search_data import SearchDataActivities
     from activities.verify import VerifyActivities
     from failover import decisions, metrics, names, visibility
-    from failover.config import ClusterConfig, SsmCache
+    from failover.config import ClusterConfig
     from failover.models import (
         AbortRequest,
         ApproveRequest,
         CheckResult,
+        DataSnapshot,
         FailoverPlan,
         FailoverRequest,
         FailoverResult,
         FailoverStatus,
-        FlushRequest,
         FlushResult,
-        Notification,
-        NotificationSent,
+        OperatorRequest,
         Outcome,
         PauseRequest,
+        PromoteResult,
         RecordSnapshot,
         SearchPathRequest,
         Side,
         StorefrontRequest,
+        SwitchTargetRequest,
+        WriteCheckInput,
         other_side,
     )
 
+from workflows.replication import CLUSTER_CHANGE_RETRY, indices_input, read_data, reseed
 from workflows.steps import (
     HEARTBEAT_TIMEOUT,
     PROBE_RETRY,
+    Notifier,
     StepFailed,
     StepRecorder,
     failure_reason,
+    first_fit_round,
+    fit_to_take_traffic,
+    flush_stages,
     probe_side,
 )
 from workflows.switchers import Snapshot, Switcher, make_switcher
-
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-FLUSH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=4
-)
 
 
 @workflow.defn(name=names.FAILOVER_WORKFLOW)
@@ -80,8 +81,15 @@ class FailoverWorkflow:
         self._switch_started = False
         self._finished = False
         self._visible = False
-        self._notifying: bool | None = None
-        self._notifications: list[asyncio.Future[NotificationSent]] = []
+        self._notifier = Notifier(request.cluster.name, request.cluster.notify, patch="notify")
+        self._accept_stale: OperatorRequest | None = request.accept_stale
+        self._accepted: str | None = None
+        self._readiness: list[str] = []
+        self._preflight_done = False
+        self._promotion: PromoteResult | None = None
+        self._target_data: DataSnapshot | None = None
+        self._accepted_missing: set[str] = set()
+        self._data_refusal: str | None = None
 
     @workflow.run
     async def run(self, request: FailoverRequest) -> FailoverResult:
@@ -96,7 +104,7 @@ class FailoverWorkflow:
             result = self._finish(Outcome.FAILED, str(failed))
         self._finished = True
         self._notify("result", f"{result.result.value}: {result.reason}")
-        result.notifications_failed = await self._notifications_failed()
+        result.notifications_failed = await self._notifier.failed()
         meter = workflow.metric_meter()
         labels = {"cluster": result.cluster, "trigger": result.trigger}
         meter.create_counter(metrics.FAILOVER_RESULTS, "failover runs by result").add(
@@ -159,7 +167,8 @@ class FailoverWorkflow:
         if refusal is not None:
             return self._refuse("snapshot", Outcome.ABORTED, f"aborted: {refusal}")
         if request.dry_run:
-            return self._plan(cluster, active, snapshot)
+            data = await self._plan_data(cluster, active, target) if cluster.magento else []
+            return self._plan(cluster, active, snapshot, data)
 
         if (aborted := await self._checkpoint("confirm")) is not None:
             return aborted
@@ -177,11 +186,21 @@ class FailoverWorkflow:
         if (aborted := await self._checkpoint("preflight")) is not None:
             return aborted
         async with self._steps.step("preflight") as preflight:
-            refusal = decisions.preflight_refusal(await self._probe(cluster, target), target)
+            refusal = decisions.preflight_refusal(await self._probe_target(cluster, target), target)
+            if refusal is not None and workflow.patched("preflight-retry"):
+                # Runs recorded before this patch refused on the first round.
+                refusal = await fit_to_take_traffic(
+                    cluster, target, attempts=cluster.probe.verify_attempts
+                )
             if refusal is None and workflow.patched("preflight-switch-target"):
                 refusal = await self._check_switch_target(cluster, target)
+            if refusal is None and cluster.magento is not None:
+                refusal = await self._check_data(cluster, active, target)
+            self._preflight_done = True
             if refusal is not None:
                 preflight.end("refused", f"aborted: {refusal}")
+            elif self._readiness:
+                preflight.end("ok", "; ".join(self._readiness))
         if refusal is not None:
             return self._refuse("preflight", Outcome.ABORTED, f"aborted: {refusal}")
 
@@ -205,12 +224,20 @@ class FailoverWorkflow:
             )
             if problem is not None:
                 verify.end("failed", problem)
+        if problem is None and cluster.magento is not None and cluster.verify.search_path:
+            async with self._steps.step("verify_indices") as verify:
+                problem = await self._verify(lambda: self._check_indices(cluster, target), cluster)
+                if problem is not None:
+                    verify.end("failed", problem)
         if problem is None and cluster.verify.storefront is not None:
             async with self._steps.step("verify_storefront") as verify:
                 problem = await self._verify(lambda: self._check_storefront(cluster), cluster)
                 if problem is not None:
                     verify.end("failed", problem)
         if problem is None:
+            await self._promote(cluster, target)
+            if request.trigger == "failback" and cluster.promotes:
+                await self._restore_replication(cluster, active)
             outcome = Outcome.FAILED_OVER_WITH_WARNINGS if self._warnings else Outcome.FAILED_OVER
             return self._finish(outcome, self._request.reason)
 
@@ -222,41 +249,7 @@ class FailoverWorkflow:
     # --- notifications -----------------------------------------------------------------------
 
     def _notify(self, event: str, text: str) -> None:
-        """Sends in the background; the run never waits for, or fails on, a notification."""
-        request = self._request
-        channels = request.cluster.notify
-        if channels.sns_topic_arn is None and channels.webhook_url_env is None:
-            return
-        if self._notifying is None:
-            # Asked only where notifications are configured: older runs never had any.
-            self._notifying = workflow.patched("notify")
-        if not self._notifying:
-            return
-        self._notifications.append(
-            workflow.start_activity_method(
-                NotifyActivities.notify,
-                Notification(
-                    cluster=request.cluster.name,
-                    event=event,
-                    text=f"{request.cluster.name}: {text}",
-                    sns_topic_arn=channels.sns_topic_arn,
-                    webhook_url_env=channels.webhook_url_env,
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=NOTIFY_RETRY,
-                summary=f"notify {event}",
-            )
-        )
-
-    async def _notifications_failed(self) -> int:
-        failed = 0
-        for outcome in await asyncio.gather(*self._notifications, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                failed += 1
-                why = failure_reason(outcome) if isinstance(outcome, ActivityError) else outcome
-                workflow.logger.warning("notification failed: %s", why)
-        return failed
+        self._notifier.send(event, text)
 
     # --- operators -------------------------------------------------------------------------
 
@@ -343,6 +336,20 @@ class FailoverWorkflow:
         if self._paused_by is None:
             raise ApplicationError("not paused")
 
+    @workflow.update(name=names.ACCEPT_STALE_UPDATE)
+    async def accept_stale(self, request: OperatorRequest) -> FailoverStatus:
+        """An operator accepts the standby's data as it is (stale, lagging, missing an
+        alias) for this run; preflight then records the refusals it overrode."""
+        self._accept_stale = request
+        return self.status()
+
+    @accept_stale.validator
+    def _accept_stale_allowed(self, request: OperatorRequest) -> None:
+        if self._finished or self._preflight_done:
+            raise ApplicationError("too late: preflight has already judged the standby")
+        if not request.reason.strip():
+            raise ApplicationError("say why the standby's data is good enough (a reason)")
+
     # --- steps -----------------------------------------------------------------------------
 
     async def _confirm(self, cluster: ClusterConfig, active: Side) -> str | None:
@@ -368,10 +375,8 @@ class FailoverWorkflow:
         warning, never a rollback."""
         if not cluster.caches:
             return
-        results: list[FlushResult | str] = []
         async with self._steps.step(step):
-            for stage in cluster.flush_stages():
-                results += await asyncio.gather(*(self._flush(cluster, cache) for cache in stage))
+            results = await flush_stages(cluster.name, cluster.flush_stages())
         for result in results:
             if isinstance(result, FlushResult):
                 self._flushed.append(result)
@@ -380,21 +385,6 @@ class FailoverWorkflow:
         failed = [r for r in results if isinstance(r, str)]
         if failed:
             self._steps.mark_last(step, "warning", "; ".join(failed))
-
-    async def _flush(self, cluster: ClusterConfig, cache: object) -> FlushResult | str:
-        is_ssm = isinstance(cache, SsmCache)
-        timeout = timedelta(seconds=cache.timeout_seconds + 30) if is_ssm else timedelta(seconds=30)
-        try:
-            return await workflow.execute_activity_method(
-                CacheActivities.flush_cache,
-                FlushRequest(cluster=cluster.name, cache=cache),
-                start_to_close_timeout=timeout,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=FLUSH_RETRY,
-                summary=f"flush {cache.type} {cache.name}",
-            )
-        except ActivityError as err:
-            return f"cache flush failed: {cache.name}: {failure_reason(err)}"
 
     async def _verify(
         self, check: Callable[[], Awaitable[str | None]], cluster: ClusterConfig
@@ -418,7 +408,7 @@ class FailoverWorkflow:
         problem = await switcher.control_plane_problem(target)
         if problem is not None:
             return problem
-        down = decisions.side_down_reason(await self._probe(cluster, target))
+        down = decisions.side_down_reason(await self._probe_target(cluster, target))
         if down is not None:
             return f"verify failed: new side not serving: {down}"
         if cluster.verify.search_path is not None:
@@ -442,6 +432,17 @@ class FailoverWorkflow:
         request = decisions.switch_target_request(cluster, target)
         if request is None:
             return None
+        return await first_fit_round(
+            lambda: self._switch_target_round(cluster, request, target),
+            attempts=cluster.probe.verify_attempts,
+            interval_seconds=cluster.probe.interval_seconds,
+            what="switch target",
+            patch="switch-target-retry",
+        )
+
+    async def _switch_target_round(
+        self, cluster: ClusterConfig, request: SwitchTargetRequest, target: Side
+    ) -> str | None:
         probe = await workflow.execute_activity_method(
             VerifyActivities.probe_switch_target,
             request,
@@ -457,6 +458,122 @@ class FailoverWorkflow:
             expected_cluster_uuid=request.side.expected_cluster_uuid,
             yellow_policy=cluster.probe.yellow_policy,
         )
+
+    async def _check_data(self, cluster: ClusterConfig, active: Side, target: Side) -> str | None:
+        """The target's storefront indices against the active side's: read now when the
+        switch is planned (both answer), else as the monitor last saw them."""
+        assert cluster.magento is not None
+        recording = workflow.start_activity_method(
+            FailoverControlActivities.monitor_data_record,
+            cluster.name,
+            start_to_close_timeout=timedelta(seconds=10),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=PROBE_RETRY,
+            summary="the monitor's record of the indices",
+        )
+        planned = self._request.skip_confirmation
+        reads = [read_data(cluster, target)] + ([read_data(cluster, active)] if planned else [])
+        live = await asyncio.gather(*reads)
+        record = await recording
+        reference = decisions.reference_for(target, live[1] if planned else None, record)
+        refusals = decisions.readiness_refusals(
+            live[0],
+            reference,
+            record.side(target),
+            cluster.magento,
+            cluster.replication,
+            workflow.now().timestamp(),
+        )
+        self._target_data = live[0]
+        self._readiness = decisions.readiness_lines(live[0], cluster.magento) + refusals
+        accept = self._accept_stale
+        refusal = decisions.data_refusal(refusals, accepted=accept is not None)
+        if refusal is None and refusals and accept is not None:
+            self._accepted = f"accepted {accept.by()}: {'; '.join(refusals)}"
+            self._accepted_missing = {a.alias for a in live[0].aliases if not a.indices}
+            self._warnings.append(f"standby's data accepted as it is: {self._accepted}")
+        return refusal
+
+    async def _check_indices(self, cluster: ClusterConfig, target: Side) -> str | None:
+        result = await self._check(
+            SearchDataActivities.check_indices,
+            self._path_input(cluster, target),
+            cluster.probe.timeout_seconds,
+            "storefront aliases via the switched path",
+        )
+        return f"verify failed: {result.problem}" if result.problem is not None else None
+
+    def _path_input(self, cluster: ClusterConfig, target: Side) -> WriteCheckInput:
+        path = cluster.verify.search_path
+        assert path is not None and cluster.magento is not None
+        return WriteCheckInput(
+            url=str(path.url),
+            nameserver=path.nameserver,
+            side=cluster.side(target),
+            # An alias an operator accepted as missing is not looked for.
+            aliases=[a for a in cluster.magento.alias_names() if a not in self._accepted_missing],
+            timeout_seconds=path.timeout_seconds,
+        )
+
+    async def _promote(self, cluster: ClusterConfig, target: Side) -> None:
+        """After a verified switch: stop replication on the new side so Magento can write,
+        then write through the switched name. It cannot be undone, so it never runs in a
+        drill; a failure is a warning (traffic has moved and serves search)."""
+        if not cluster.replication.enabled or cluster.magento is None:
+            return
+        request = self._request
+        why_not = decisions.promotion_refusal(
+            trigger=request.trigger, dry_run=request.dry_run, promote=cluster.promotes
+        )
+        if why_not is not None:
+            self._steps.skipped("promote", why_not)
+            return
+        async with self._steps.step("promote") as promote:
+            try:
+                self._promotion = await workflow.execute_activity_method(
+                    SearchDataActivities.promote,
+                    indices_input(cluster, target),
+                    start_to_close_timeout=timedelta(minutes=5),
+                    schedule_to_close_timeout=timedelta(minutes=15),
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    retry_policy=CLUSTER_CHANGE_RETRY,
+                    summary=f"promote the {target}'s follower indices",
+                )
+            except ActivityError as err:
+                problem = f"promotion failed: {failure_reason(err)}"
+                self._warnings.append(problem)
+                promote.end("warning", problem)
+                return
+            done = self._promotion
+            detail = f"promoted {', '.join(done.promoted) or '-'}" + (
+                f"; already promoted {', '.join(done.already)}" if done.already else ""
+            )
+            if done.write_problem is not None:
+                self._warnings.append(done.write_problem)
+                promote.end("warning", f"{detail}; {done.write_problem}")
+            else:
+                promote.end("ok", detail)
+        if cluster.verify.search_path is not None:
+            async with self._steps.step("verify_writes") as verify:
+                result = await self._check(
+                    SearchDataActivities.check_writes,
+                    self._path_input(cluster, target),
+                    cluster.probe.timeout_seconds,
+                    "a write via the switched path",
+                )
+                if result.problem is not None:
+                    self._warnings.append(result.problem)
+                    verify.end("warning", result.problem)
+
+    async def _restore_replication(self, cluster: ClusterConfig, left: Side) -> None:
+        """After a failback: the side left behind follows the active one again."""
+        try:
+            result = await reseed(cluster, left, self._steps)
+        except StepFailed as failed:
+            self._warnings.append(f"replication not restored: {failed}")
+            return
+        if result.sync is not None and not result.sync.synced:
+            self._warnings.append(f"replication not restored: {result.sync.problem}")
 
     async def _check_storefront(self, cluster: ClusterConfig) -> str | None:
         check = cluster.verify.storefront
@@ -480,6 +597,11 @@ class FailoverWorkflow:
     async def _probe(self, cluster: ClusterConfig, side: Side) -> dict[str, str | None]:
         return await probe_side(cluster, side)
 
+    async def _probe_target(self, cluster: ClusterConfig, side: Side) -> dict[str, str | None]:
+        """The side traffic moves to: a missing alias is for the data checks to name."""
+        problems = await probe_side(cluster, side)
+        return decisions.defer_to_data(problems) if cluster.magento is not None else problems
+
     async def _check(
         self,
         activity: Callable[[VerifyActivities, Any], Awaitable[CheckResult]],
@@ -496,7 +618,29 @@ class FailoverWorkflow:
             summary=summary,
         )
 
-    def _plan(self, cluster: ClusterConfig, active: Side, snapshot: Snapshot) -> FailoverResult:
+    async def _plan_data(self, cluster: ClusterConfig, active: Side, target: Side) -> list[str]:
+        """What preflight would find of the target's data now, and the promotion after."""
+        refusal = await self._check_data(cluster, active, target)
+        self._data_refusal = refusal
+        lines = list(self._readiness)
+        lines.append(f"preflight would refuse: {refusal}" if refusal else "preflight: data ready")
+        why_not = decisions.promotion_refusal(
+            trigger=self._request.trigger, dry_run=False, promote=cluster.promotes
+        )
+        if cluster.replication.enabled:
+            live = self._target_data
+            followers = [f for f in live.followers if f.status != "not_following"] if live else []
+            lines.append(
+                f"promote: {why_not}"
+                if why_not
+                else f"promote: stop replication on the {target}'s follower indices after a "
+                f"verified switch ({len(followers)} now following), then write through each alias"
+            )
+        return lines
+
+    def _plan(
+        self, cluster: ClusterConfig, active: Side, snapshot: Snapshot, data: list[str]
+    ) -> FailoverResult:
         """A dry run: what this failover would change and check, from what AWS says now."""
         request = self._request
         plan = decisions.failover_plan(
@@ -506,6 +650,8 @@ class FailoverWorkflow:
             skip_confirmation=request.skip_confirmation,
             monitor_confirmed=request.confirmation is not None,
         )
+        plan.data = data
+        plan.data_refusal = self._data_refusal
         return self._finish(Outcome.PLANNED, "dry run: nothing changed", plan=plan)
 
     # --- bookkeeping -----------------------------------------------------------------------
@@ -539,6 +685,9 @@ class FailoverWorkflow:
             warnings=self._warnings,
             plan=plan,
             approved_by=self._approved_by,
+            readiness=self._readiness,
+            accepted_stale=self._accepted,
+            promotion=self._promotion,
         )
 
     @workflow.query(name=names.STATUS_QUERY)

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from failover.models import (
         AlarmNotice,
         ClusterWatch,
+        DataRecord,
         FailoverRecord,
         FailoverRequest,
         FailoverResult,
@@ -328,6 +329,10 @@ class MonitorWorkflow:
                         vantage=vantage,
                         last=state.views.get(vantage),
                         max_seconds=WATCH_MAX.total_seconds(),
+                        # One vantage point reads the indices: the data does not depend
+                        # on where it is read from, and the others stay cheap.
+                        read_data=self._cluster.magento is not None
+                        and vantage == self._vantages[0],
                     ),
                     task_queue=vantage,
                     start_to_close_timeout=WATCH_MAX + timedelta(minutes=1),
@@ -358,6 +363,10 @@ class MonitorWorkflow:
             if previous.states() != view.states():
                 self._event("observed", _describe_view(view))
                 self._dirty = True
+            if view.data is not None:
+                if decisions.data_key(state.data) != decisions.data_key(view.data):
+                    self._event("data", _describe_data(view.data))
+                state.data = view.data
 
     # --- config, continue-as-new, timing --------------------------------------------------
 
@@ -481,7 +490,7 @@ class MonitorWorkflow:
                 f"{result.trigger} failover {result.result.value}: {result.reason}",
             )
             # A drill or a failback was planned and verified: no reason to hold still.
-            if result.result in SWITCHED and result.trigger not in decisions.PLANNED_TRIGGERS:
+            if result.result in SWITCHED and result.trigger not in decisions.NO_COOLDOWN_TRIGGERS:
                 state = self._state
                 cooldown = timedelta(seconds=self._cluster.monitor.cooldown_seconds)
                 state.cooldown_until = result.finished_at + cooldown
@@ -528,4 +537,26 @@ def _describe_view(view: ClusterWatch) -> str:
         reason = view.side(side).reason  # type: ignore[arg-type]
         if reason:
             parts.append(f"{side}: {reason}")
+    return "; ".join(parts)
+
+
+def _describe_data(record: DataRecord) -> str:
+    """The storefront's aliases and replication of both sides, for the monitor's events."""
+    parts: list[str] = []
+    for snapshot in (record.primary, record.standby):
+        if snapshot is None:
+            continue
+        aliases = ", ".join(
+            f"{a.alias} → {'/'.join(a.indices) or 'missing'}" for a in snapshot.aliases
+        )
+        followers = ", ".join(
+            f"{f.index} {f.status}" + (" (beyond the limits)" if f.stale_since else "")
+            for f in snapshot.followers
+            if f.status != "not_following"
+        )
+        parts.append(
+            f"{snapshot.side}: {aliases}"
+            + (f"; {followers}" if followers else "")
+            + (f"; cluster {snapshot.cluster_status}" if snapshot.cluster_status else "")
+        )
     return "; ".join(parts)

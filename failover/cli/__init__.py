@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 import typer
 
 # Each command module adds its commands to the apps in common when imported.
-from failover.cli import config, drill, failover, monitor  # noqa: F401
+from failover.cli import config, drill, failover, monitor, region  # noqa: F401
 from failover.cli.common import app
 
 # Command groups from other installed packages: the sandbox adds `failover sandbox …` and

@@ -40,6 +40,15 @@ drill_app = typer.Typer(
 app.add_typer(drill_app, name="drill")
 
 
+region_app = typer.Typer(
+    no_args_is_help=True,
+    help="Region switches of a whole storefront: switch, plan, drill, status, and steer one.",
+)
+
+
+app.add_typer(region_app, name="region")
+
+
 out = Console(highlight=False, soft_wrap=True, markup=False)
 
 

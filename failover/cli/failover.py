@@ -1,8 +1,9 @@
-"""Failover commands: trigger, status, failback, approve, abort, plan, and the alarm
-receiver."""
+"""Failover commands: trigger, status, failback, approve, abort, accept-stale, reseed,
+plan, and the alarm receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Annotated, Any
@@ -29,6 +30,27 @@ from failover.client.temporal import connect, find_endpoint
 from failover.config import ConfigError
 from failover.process import exit_now
 
+AcceptStaleOption = Annotated[
+    bool,
+    typer.Option(
+        "--accept-stale",
+        help="accept the standby's data as it is for this run (stale alias, replication "
+        "lag, too few documents, not re-seeded); needs --reason; recorded in the result",
+    ),
+]
+
+
+def _acceptance(accept: bool, reason: str, identity: str | None) -> Any:
+    """The operator's acceptance of stale data, or None; refused without a real reason."""
+    from failover.models import OperatorRequest
+
+    if not accept:
+        return None
+    if reason in ("manual trigger", "failback", "") or not reason.strip():
+        err.print("error: --accept-stale needs --reason: say why the standby's data will do")
+        exit_now(2)
+    return OperatorRequest(reason=reason, identity=identity_or_default(identity))
+
 
 @app.command()
 def trigger(
@@ -36,14 +58,13 @@ def trigger(
     reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "manual trigger",
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    accept_stale: AcceptStaleOption = False,
+    identity: IdentityOption = None,
 ) -> None:
     """Start a failover of CLUSTER, or attach to the one already running."""
     app_config = load_app_config(config)
-    try:
-        cluster_config = app_config.cluster(cluster)
-    except ConfigError as exc:
-        err.print(f"error: {exc}")
-        exit_now(2)
+    cluster_config = cluster_of(app_config, cluster)
+    acceptance = _acceptance(accept_stale, reason, identity)
 
     async def go() -> dict[str, Any]:
         from failover.client.operations import start_or_attach_failover
@@ -51,7 +72,11 @@ def trigger(
         endpoint = find_endpoint()
         client = await connect(endpoint)
         handle = await start_or_attach_failover(
-            client, cluster_config, task_queue=app_config.task_queue, reason=reason
+            client,
+            cluster_config,
+            task_queue=app_config.task_queue,
+            reason=reason,
+            accept_stale=acceptance,
         )
         return {
             "workflow_id": handle.id,
@@ -104,10 +129,13 @@ def failback(
     reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "failback",
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    accept_stale: AcceptStaleOption = False,
+    identity: IdentityOption = None,
 ) -> None:
     """Move CLUSTER back to the primary, verified (rolled back if the check fails)."""
     app_config = load_app_config(config)
     cluster_config = cluster_of(app_config, cluster)
+    acceptance = _acceptance(accept_stale, reason, identity)
 
     async def go() -> dict[str, Any]:
         from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -117,7 +145,11 @@ def failback(
         client = await connect(find_endpoint())
         try:
             handle = await start_failback(
-                client, cluster_config, task_queue=app_config.task_queue, reason=reason
+                client,
+                cluster_config,
+                task_queue=app_config.task_queue,
+                reason=reason,
+                accept_stale=acceptance,
             )
         except WorkflowAlreadyStartedError:
             err.print(f"error: failover-{cluster} is running; wait for it, then fail back")
@@ -172,6 +204,75 @@ def abort(cluster: str, identity: IdentityOption = None, reason: ReasonOption = 
     _failover_update(cluster, names.ABORT_UPDATE, AbortRequest(identity=who, reason=reason))
     out.print(f"failover-{cluster}: abort requested by {who}")
     exit_now(0)
+
+
+@app.command("accept-stale")
+def accept_stale(cluster: str, reason: ReasonOption = "", identity: IdentityOption = None) -> None:
+    """Accept the standby's data as it is for the failover of CLUSTER now running (before
+    its preflight); the result records who accepted what."""
+    from failover.models import OperatorRequest
+
+    if not reason.strip():
+        err.print("error: --reason is required: say why the standby's data will do")
+        exit_now(2)
+    who = identity_or_default(identity)
+    _failover_update(
+        cluster, names.ACCEPT_STALE_UPDATE, OperatorRequest(identity=who, reason=reason)
+    )
+    out.print(f"failover-{cluster}: stale data accepted by {who} for this run")
+    exit_now(0)
+
+
+@app.command()
+def reseed(
+    cluster: str,
+    reason: Annotated[str, typer.Option(help="why; recorded in the workflow")] = "reseed",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    identity: IdentityOption = None,
+) -> None:
+    """Make the side of CLUSTER without traffic follow the active one (its own copies of the
+    storefront's indices are replaced), and wait until it has caught up."""
+    app_config = load_app_config(config)
+    cluster_config = cluster_of(app_config, cluster)
+
+    async def go() -> dict[str, Any]:
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        from failover.client.operations import reseed_progress, start_reseed
+
+        endpoint = find_endpoint()
+        client = await connect(endpoint)
+        try:
+            handle = await start_reseed(
+                client,
+                cluster_config,
+                task_queue=app_config.task_queue,
+                reason=reason,
+                identity=identity_or_default(identity),
+            )
+        except WorkflowAlreadyStartedError:
+            err.print(f"error: {names.reseed_workflow_id(cluster)} is already running")
+            exit_now(2)
+        if not as_json:
+            out.print(f"re-seed {handle.id} run {handle.result_run_id}")
+        waiting = asyncio.ensure_future(handle.result())
+        shown: str | None = None
+        while not as_json and not waiting.done():
+            progress = await reseed_progress(client, handle.id)
+            if progress is not None and progress != shown:
+                out.print(f"  waiting until synced: {progress}")
+                shown = progress
+            await asyncio.wait([waiting], timeout=1.0)
+        return (await waiting).model_dump(mode="json")
+
+    result = run_async(go())
+    if as_json:
+        print(json.dumps(result))
+    else:
+        out.print(f"{cluster}: {result['result']}: {result['reason']}", style="bold")
+        print_steps(result["steps"])
+    exit_now(0 if result["result"] == "reseeded" else 1)
 
 
 @app.command()

@@ -35,6 +35,7 @@ from failover.config import AppConfig, ClusterConfig
 from failover.models import (
     AbortRequest,
     AlarmNotice,
+    DataRecord,
     DrillReport,
     DrillRequest,
     FailoverRequest,
@@ -45,6 +46,8 @@ from failover.models import (
     MonitorStatus,
     OperatorRequest,
     PauseRequest,
+    ReseedRequest,
+    ReseedResult,
     Trigger,
     WatchProgress,
 )
@@ -71,6 +74,7 @@ async def start_or_attach_failover(
     trigger: Trigger = "manual",
     confirmation: MonitorConfirmation | None = None,
     rpc_timeout: timedelta | None = None,
+    accept_stale: OperatorRequest | None = None,
 ) -> WorkflowHandle[Any, FailoverResult]:
     """Starts `failover-<cluster>`, or returns the run already in progress.
 
@@ -78,7 +82,11 @@ async def start_or_attach_failover(
     ALLOW_DUPLICATE lets a later trigger start a new run (a move back) once one ended.
     """
     request = FailoverRequest(
-        cluster=cluster, reason=reason, trigger=trigger, confirmation=confirmation
+        cluster=cluster,
+        reason=reason,
+        trigger=trigger,
+        confirmation=confirmation,
+        accept_stale=accept_stale,
     )
     return await _start_failover_run(
         client,
@@ -254,6 +262,15 @@ async def watch_progress(client: Client, cluster: str) -> dict[str, WatchProgres
     return found
 
 
+async def known_data(client: Client, cluster: str) -> DataRecord:
+    """The monitor's record of both sides' storefront indices: the running watch's last
+    heartbeat when it has one (fresher than its last report), else the monitor's state."""
+    for progress in (await watch_progress(client, cluster)).values():
+        if progress.view is not None and progress.view.data is not None:
+            return progress.view.data
+    return (await monitor_status(client, cluster)).state.data
+
+
 async def pause_monitor(
     client: Client, cluster: str, *, reason: str, identity: str, paused: bool = True
 ) -> MonitorStatus:
@@ -339,8 +356,56 @@ async def deliver_alarm(
 # --- failback, plans, drills -----------------------------------------------------------------
 
 
+async def start_reseed(
+    client: Client, cluster: ClusterConfig, *, task_queue: str, reason: str, identity: str
+) -> WorkflowHandle[Any, ReseedResult]:
+    """`reseed-<cluster>`: the side without traffic follows the active one again, so a
+    failback (or the next failover) has fresh data to move to."""
+    return await client.start_workflow(
+        names.RESEED_WORKFLOW,
+        ReseedRequest(cluster=cluster, reason=reason, identity=identity),
+        id=names.reseed_workflow_id(cluster.name),
+        task_queue=task_queue,
+        result_type=ReseedResult,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        task_timeout=WORKFLOW_TASK_TIMEOUT,
+        static_summary=f"{cluster.name}: re-seed the side without traffic ({reason})"[:200],
+    )
+
+
+async def reseed_progress(client: Client, workflow_id: str) -> str | None:
+    """What a running re-seed waits for now (from its wait's last heartbeat), or None."""
+    description = await client.get_workflow_handle(workflow_id).describe()
+    for pending in description.raw_description.pending_activities:
+        payloads = pending.heartbeat_details.payloads
+        if pending.activity_type.name == names.WAIT_FOLLOWERS_SYNCED_ACTIVITY and payloads:
+            [details] = await client.data_converter.decode(payloads[:1])
+            if isinstance(details, dict) and details.get("problem"):
+                return f"poll {details.get('polls')}: {details['problem']}"
+    return None
+
+
+async def accept_stale(
+    client: Client, cluster: str, *, reason: str, identity: str
+) -> FailoverStatus:
+    """Tells the running failover to accept the standby's data as it is, for this run."""
+    handle = client.get_workflow_handle(failover_workflow_id(cluster))
+    return await send_update(
+        handle,
+        names.ACCEPT_STALE_UPDATE,
+        OperatorRequest(reason=reason, identity=identity),
+        result_type=FailoverStatus,
+    )
+
+
 async def start_failback(
-    client: Client, cluster: ClusterConfig, *, task_queue: str, reason: str
+    client: Client,
+    cluster: ClusterConfig,
+    *,
+    task_queue: str,
+    reason: str,
+    accept_stale: OperatorRequest | None = None,
 ) -> WorkflowHandle[Any, FailoverResult]:
     """Moves traffic back to the primary, with the failover's own checks: preflight of the
     primary, switch, flush, verify, rollback. It runs as `failover-<cluster>` so it can
@@ -351,6 +416,7 @@ async def start_failback(
         trigger="failback",
         to_side="primary",
         skip_confirmation=True,
+        accept_stale=accept_stale,
     )
     return await _start_failover_run(
         client, request, task_queue=task_queue, conflict=WorkflowIDConflictPolicy.FAIL

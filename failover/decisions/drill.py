@@ -92,7 +92,10 @@ def verified_at(failover: FailoverResult) -> datetime | None:
     that did not end switched with every verify step passing (no RTO comes from it)."""
     if failover.result not in (Outcome.FAILED_OVER, Outcome.FAILED_OVER_WITH_WARNINGS):
         return None
-    verify = [s for s in failover.steps if s.name in ("verify", "verify_storefront")]
+    # The checks before customers count; a promotion's write check after them does not.
+    verify = [
+        s for s in failover.steps if s.name in ("verify", "verify_indices", "verify_storefront")
+    ]
     if not verify or any(s.outcome != "ok" for s in verify):
         return None
     last = verify[-1]

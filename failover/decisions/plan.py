@@ -25,7 +25,11 @@ from failover.models import (
 
 CONFIRMATION_REQUIRED = "confirmation required"
 ALREADY_ACTIVE = "already active"
-PLANNED_TRIGGERS = ("drill", "failback")
+# Runs that may skip confirming the active side is down: drills, failbacks, and a Region
+# switch's search failover (the switch confirmed its Region's outage).
+PLANNED_TRIGGERS = ("drill", "failback", "region")
+# Switches after which the monitor need not hold still: planned and verified, nothing died.
+NO_COOLDOWN_TRIGGERS = ("drill", "failback")
 
 
 def skip_confirmation_refusal(trigger: str) -> str | None:
@@ -34,7 +38,7 @@ def skip_confirmation_refusal(trigger: str) -> str | None:
         return None
     return (
         f"{CONFIRMATION_REQUIRED}: a {trigger} failover must confirm the active side is down; "
-        f"only drills and failbacks may skip it"
+        f"only drills, failbacks and Region switches may skip it"
     )
 
 

@@ -30,6 +30,7 @@ STATUS_RED = "status red"
 STATUS_YELLOW = "status yellow"
 HEALTH_TIMED_OUT = "health timed out"
 BAD_ANSWER = "bad answer"
+INDEX_MISSING = "storefront index missing"
 
 
 def node_problem(
@@ -47,7 +48,8 @@ def node_problem(
         )
     if probe.http_status in (401, 403):
         return f"{AUTH_REJECTED}: HTTP {probe.http_status} (check the credentials in config)"
-    if probe.http_status is not None and probe.http_status >= 400:
+    scoped_answer = probe.health_scope is not None and probe.http_status == 408
+    if probe.http_status is not None and probe.http_status >= 400 and not scoped_answer:
         detail = f" {probe.error_type}" if probe.error_type else ""
         return f"{HTTP_ERROR}: HTTP {probe.http_status}{detail}"
     if expected_cluster_name is not None and probe.cluster_name != expected_cluster_name:
@@ -64,8 +66,15 @@ def node_problem(
             f"{WRONG_CLUSTER}: expected cluster_uuid {expected_cluster_uuid!r}, "
             f"node reports {probe.cluster_uuid!r}"
         )
+    if probe.timed_out and probe.health_scope is not None:
+        return (
+            f"{INDEX_MISSING}: the storefront's indices ({probe.health_scope}) are not all "
+            f"there (_cluster/health answered timed_out=true: an alias or index is missing)"
+        )
     if probe.timed_out:
         return f"{HEALTH_TIMED_OUT}: _cluster/health answered timed_out=true"
+    if probe.health_status == "red" and probe.health_scope is not None:
+        return f"{STATUS_RED}: a primary shard of the storefront's indices is unassigned"
     if probe.health_status == "red":
         return f"{STATUS_RED}: a primary shard is unassigned"
     if probe.health_status == "yellow":
@@ -92,6 +101,16 @@ def node_problems(
             expected_cluster_uuid=expected_cluster_uuid,
         )
         for p in probes
+    }
+
+
+def defer_to_data(problems: dict[str, str | None]) -> dict[str, str | None]:
+    """For the side traffic moves to: a node that answers but misses one of the storefront's
+    aliases is judged by the data checks (which name the alias, and which an operator may
+    accept), not counted as a failing node."""
+    return {
+        url: None if reason is not None and reason.startswith(INDEX_MISSING) else reason
+        for url, reason in problems.items()
     }
 
 
@@ -238,4 +257,69 @@ def switch_target_refusal(
     down = side_down_reason(problems)
     if down is not None:
         return f"preflight failed: no {target} serving search where the switch points: {down}"
+    return None
+
+
+# --- the app tier and the storefront's writes (a Region switch) ----------------------------
+
+APP_UNHEALTHY = "app unhealthy"
+CART_FAILED = "cart failed"
+# What an ALB means by the errors it generates itself (Elastic Load Balancing user guide,
+# "Troubleshoot your Application Load Balancers").
+ALB_ERRORS = {
+    502: "the load balancer got no valid answer from an app server",
+    503: "the load balancer has no healthy app server to route to",
+    504: "an app server did not answer the load balancer in time",
+}
+
+
+def _http_meaning(status: int) -> str:
+    if status in ALB_ERRORS:
+        return f"HTTP {status}: {ALB_ERRORS[status]}"
+    if status == 500:
+        return "HTTP 500: Magento cannot reach its database or cache"
+    return f"HTTP {status}"
+
+
+def app_health_problem(*, url: str, status: int | None, error: str | None = None) -> str | None:
+    """None when Magento's health check answers 200 through the Region's load balancer."""
+    if error is not None:
+        return f"{APP_UNHEALTHY}: {url} unreachable: {error}"
+    if status == 200:
+        return None
+    return f"{APP_UNHEALTHY}: {url} answered {_http_meaning(status or 0)}"
+
+
+def created_cart(body: object) -> str | None:
+    """The masked id of the cart createEmptyCart made, when the answer holds one."""
+    if not isinstance(body, dict):
+        return None
+    cart = (body.get("data") or {}).get("createEmptyCart")
+    return cart if isinstance(cart, str) and cart else None
+
+
+def cart_problem(*, status: int, body: object) -> str | None:
+    """None when a guest cart was created: HTTP 200, a cart id and no `errors`.
+
+    Magento answers a write to a read-only database (an Aurora reader, the Region that does
+    not write) with HTTP 200 and `errors: [{message: "Internal server error"}]`; its developer
+    mode adds the database's own words as debugMessage, quoted here when present.
+    """
+    if status != 200:
+        return f"{CART_FAILED}: createEmptyCart answered {_http_meaning(status)}"
+    if not isinstance(body, dict):
+        return f"{CART_FAILED}: createEmptyCart answered HTTP 200 without a JSON object"
+    errors = body.get("errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) else errors
+        if isinstance(first, dict):
+            message = str(first.get("message", first))
+            debug = first.get("debugMessage")
+            message += f" ({debug})" if debug else ""
+        else:
+            message = str(first)
+        return f"{CART_FAILED}: createEmptyCart error: {message}"
+    if created_cart(body) is None:
+        cart = (body.get("data") or {}).get("createEmptyCart")
+        return f"{CART_FAILED}: createEmptyCart returned no cart id ({cart!r})"
     return None

@@ -1,16 +1,13 @@
-"""The catalogue the clusters serve (Magento's product index and a plain one), index
-name resolution, and the version each distribution reports."""
+"""The catalogue the clusters serve (in Magento's product indices and a plain one) and the
+version each distribution reports. Which indices hold it: indices.py."""
 
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import re
 import uuid
 from typing import Any
-
-from sandbox.search_sim.errors import IndexNotFound
 
 # --------------------------------------------------------------------------- catalogue
 
@@ -37,34 +34,6 @@ CATALOGUE: tuple[dict[str, Any], ...] = tuple(
 """A few Magento Luma sample products, so searches return something recognisable."""
 
 SOURCE_FIELDS = ("sku", "name", "price")
-_MAGENTO_INDEX_PREFIX = "magento2_product"
-_KNOWN_CONCRETE_INDICES = ("products", "magento2_product_1_v1")
-
-
-def resolve_index(name: str) -> str | None:
-    """Map an index or Magento alias to the concrete index name a real cluster reports."""
-    if name == "products":
-        return name
-    if name.startswith(_MAGENTO_INDEX_PREFIX):
-        # Magento writes to "<prefix>_product_<store>_v<N>" behind the alias without _vN.
-        return name if re.search(r"_v\d+$", name) else f"{name}_v1"
-    return None
-
-
-def resolve_indices(expression: str | None) -> list[str]:
-    """Resolve a comma-separated index expression; raise IndexNotFound on the first miss."""
-    if expression is None or expression in ("_all", "*"):
-        return ["products"]
-    resolved: list[str] = []
-    for part in expression.split(","):
-        if "*" in part:
-            resolved += [i for i in _KNOWN_CONCRETE_INDICES if fnmatch.fnmatchcase(i, part)]
-            continue
-        concrete = resolve_index(part)
-        if concrete is None:
-            raise IndexNotFound(part)
-        resolved.append(concrete)
-    return list(dict.fromkeys(resolved))
 
 
 # --------------------------------------------------------------------------- versions

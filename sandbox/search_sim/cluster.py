@@ -1,38 +1,34 @@
 """One simulated cluster: a real aiohttp server per node, shard allocation from every
-node's fault, and the answers ES 8.x / OpenSearch 2.x give."""
+node's fault, the routing of requests to the index and replication APIs, and the answers
+ES 8.x / OpenSearch 2.x give."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
-from sandbox.search_sim.catalogue import (
-    CATALOGUE,
-    SOURCE_FIELDS,
-    new_cluster_uuid,
-    resolve_index,
-    resolve_indices,
-    version_info,
-    version_tuple,
-)
-from sandbox.search_sim.errors import BadRequest, Dropped, IndexNotFound
+from sandbox.search_sim import index_api
+from sandbox.search_sim.cat import render as render_cat
+from sandbox.search_sim.catalogue import new_cluster_uuid, version_info, version_tuple
+from sandbox.search_sim.errors import ApiError, BadRequest, Dropped, IndexNotFound
 from sandbox.search_sim.faults import FaultMode, NodeFault
-from sandbox.search_sim.query import (
-    compile_query,
-    lucene_scorer,
-    query_fields,
-    source_filter,
+from sandbox.search_sim.indices import (
+    STATUS_RANK,
+    HealthOverride,
+    Index,
+    IndexModel,
+    Shards,
 )
+from sandbox.search_sim.replication import FaultKind, Replication
+from sandbox.search_sim.routes import NAME, Ctx, Reply, Route, find, flag
 
 Distribution = Literal["elasticsearch", "opensearch"]
 
@@ -44,57 +40,12 @@ OS_BASIC_CHALLENGE = 'Basic realm="OpenSearch Security"'
 # Hung handlers are released at stop(); this only bounds a handler that misbehaves anyway.
 SHUTDOWN_TIMEOUT_S = 2.0
 _HEALTH_POLL_S = 0.05
-_STATUS_RANK = {"green": 0, "yellow": 1, "red": 2}
 
 
 # --------------------------------------------------------------------------- shard model
 
 
-@dataclass(frozen=True)
-class _Shards:
-    """Shard copies of the `products` index: one primary per node, one replica each."""
-
-    copies: tuple[int, ...]
-    assigned: tuple[int, ...]
-    delayed: tuple[int, ...]
-
-    @property
-    def primaries(self) -> int:
-        return len(self.copies)
-
-    @property
-    def total(self) -> int:
-        return sum(self.copies)
-
-    @property
-    def active(self) -> int:
-        return sum(self.assigned)
-
-    @property
-    def active_primary(self) -> int:
-        return sum(1 for live in self.assigned if live)
-
-    @property
-    def unassigned(self) -> int:
-        return self.total - self.active
-
-    @property
-    def lost(self) -> tuple[int, ...]:
-        """Shard numbers without any active copy (their primary is unassigned)."""
-        return tuple(shard for shard, live in enumerate(self.assigned) if not live)
-
-    @property
-    def status(self) -> str:
-        if self.lost:
-            return "red"
-        return "yellow" if self.assigned != self.copies else "green"
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.active / self.total if self.total else 100.0
-
-
-def _allocate(node_count: int, present: set[int], forced: FaultMode | None) -> _Shards:
+def _allocate(node_count: int, present: set[int], forced: FaultMode | None) -> Shards:
     """Where shard copies live and which are lost, given the present nodes.
 
     Shard s has its primary on node s and its replica on node s+1, so losing a node
@@ -118,27 +69,10 @@ def _allocate(node_count: int, present: set[int], forced: FaultMode | None) -> _
             assigned[0] -= 1
         else:
             copies[0] += 1  # a single-node cluster asked for a replica it cannot place
-    return _Shards(tuple(copies), tuple(assigned), tuple(delayed))
+    return Shards(tuple(copies), tuple(assigned), tuple(delayed))
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-def _flag(query: Mapping[str, str], name: str) -> bool:
-    """ES boolean params: present without value or "true" means true."""
-    return name in query and query[name].lower() in ("", "true")
-
-
-def _int_param(query: Mapping[str, str], name: str) -> int | None:
-    if name not in query:
-        return None
-    try:
-        return int(query[name])
-    except ValueError:
-        raise BadRequest(
-            "illegal_argument_exception",
-            f"Failed to parse int parameter [{name}] with value [{query[name]}]",
-        ) from None
 
 
 _TIME_UNITS = {
@@ -238,7 +172,7 @@ class _View:
     node_names: tuple[str, ...]
     present: tuple[int, ...]
     master: int | None
-    shards: _Shards
+    shards: Shards
     forced: FaultMode | None
 
     @property
@@ -246,17 +180,9 @@ class _View:
         return self.master is not None
 
 
-_ROUTES: dict[str, tuple[str, ...]] = {
-    "root": ("HEAD", "GET"),
-    "health": ("GET",),
-    "cat_nodes": ("GET",),
-    "search": ("GET", "POST"),
-    "index": ("HEAD", "GET"),
-}
-
-
 class SimulatedCluster:
-    """One ES/OpenSearch cluster: a real HTTP server per node, with per-node faults."""
+    """One ES/OpenSearch cluster: a real HTTP server per node, with per-node faults, the
+    indices it holds (`data`) and its side of cross-cluster replication (`replication`)."""
 
     def __init__(
         self,
@@ -268,8 +194,23 @@ class SimulatedCluster:
         ports: list[int] | None = None,
         distribution: Distribution = "elasticsearch",
         version: str | None = None,
+        stores: Sequence[int] = (1, 2),
+        index_prefix: str = "magento2",
+        follower_read_interval_s: float = 0.0,
     ) -> None:
-        """`hosts` gives each node its own address (DNS can list IPs, not ports); else `host`."""
+        """`hosts` gives each node its own address (DNS can list IPs, not ports); else `host`.
+
+        Every cluster starts with Magento's layout for `stores`: the index
+        `<index_prefix>_product_<store>_v1` behind the alias `<index_prefix>_product_<store>`.
+        `follower_read_interval_s`: its followers read from their leader at most this often,
+        as real ones poll, so writes on the leader show as lag until the next read (0: a
+        follower is up to date whenever it is asked).
+        """
+        if follower_read_interval_s < 0:
+            raise ValueError(
+                f"follower_read_interval_s must be 0 or more, got {follower_read_interval_s}"
+            )
+        self.follower_read_interval_s = follower_read_interval_s
         if node_count < 1:
             raise ValueError(f"node_count must be at least 1, got {node_count}")
         if distribution not in DEFAULT_VERSIONS:
@@ -301,6 +242,11 @@ class SimulatedCluster:
         self.in_flight = 0
         self._version_info = version_info(distribution, self.version)
         self._version_tuple = version_tuple(self.version)
+        self.stores: tuple[int, ...] = tuple(stores)
+        self.index_prefix = index_prefix
+        self.data = IndexModel.magento_layout(self.stores, index_prefix)
+        self.replication = Replication(self)
+        self._routes = self._build_routes()
         self._nodes = [
             _Node(
                 index=i, name=f"{cluster_name}-node-{i + 1}", host=node_hosts[i], port=node_ports[i]
@@ -452,6 +398,92 @@ class SimulatedCluster:
             "nodes": nodes,
         }
 
+    # ------------------------------------------------------------------ data and replication
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return self._version_tuple
+
+    def serves_followers(self) -> bool:
+        """Whether a follower's read reaches this cluster as a leader: it is running and
+        has a master (a majority of its nodes neither down nor hung)."""
+        if not self._started:
+            return False
+        present = sum(1 for node in self._nodes if not node.absent)
+        return 2 * present > len(self._nodes)
+
+    def connect_remote(self, name: str, leader: SimulatedCluster) -> None:
+        """Know `leader` by the connection name followers use (real clusters configure
+        `cluster.remote.<name>.seeds`)."""
+        self.replication.connect(name, leader)
+
+    def follow_all(self, connection: str) -> list[str]:
+        """Make every store's versioned index (the indices the store aliases point at on the
+        leader, same names) and its alias a follower of the leader's, as if `_start` /
+        `_ccr/follow` had been called; this cluster's own copies are deleted first."""
+        return self.replication.follow_all(connection)
+
+    def replication_fault(
+        self, kind: FaultKind, index: str | None = None, operations: int = 0
+    ) -> list[str]:
+        """pause / fail / resume a follower (None: all); `lag` holds it `operations` behind
+        its leader's checkpoint from now on; `sync` clears the lag. Returns the indices."""
+        return self.replication.fault(kind, index, operations)
+
+    def write_documents(self, index_or_alias: str, count: int) -> int:
+        """`count` catalogue updates (price changes) on a leader index; its new checkpoint."""
+        return self.data.write_documents(index_or_alias, count)
+
+    def reindex_store(self, store: int) -> str:
+        """Magento's full reindex of one store: `<prefix>_product_<store>_v<N+1>` is built,
+        the alias moved to it, the old index deleted. Returns the new index's name."""
+        if isinstance(store, bool) or not isinstance(store, int):
+            raise ValueError(f"invalid store {store!r}: expected a store id (integer)")
+        return self.data.reindex_store(self.index_prefix, store)
+
+    def drop_alias(self, alias: str) -> None:
+        self.data.drop_alias(alias)
+
+    def point_alias(self, alias: str, index: str) -> None:
+        self.data.point_alias(alias, index)
+
+    def set_index_health(self, index: str, status: HealthOverride | None) -> None:
+        """Make an index (or the indices behind an alias) at least red or yellow; None heals."""
+        self.data.set_health(index, status)
+
+    def data_state(self) -> dict[str, Any]:
+        """Indices (documents, checkpoint, follower state) and aliases, as followers see them
+        now: reading the state syncs them, as any request would."""
+        self.replication.refresh()
+        placement = _allocate(
+            len(self._nodes), {n.index for n in self._nodes if not n.absent}, None
+        )
+        indices = {}
+        for name, index in sorted(self.data.indices.items()):
+            indices[name] = {
+                "uuid": index.uuid,
+                "status": "open" if index.is_open else "close",
+                "health": index.shards(placement).status,
+                "docs_count": len(index.docs),
+                "checkpoint": index.checkpoint,
+                "aliases": sorted(index.aliases),
+                "write_block": index.write_block,
+                "health_override": index.health_override,
+                "follower": self.replication.describe(index),
+            }
+        return {
+            "cluster_name": self.name,
+            "distribution": self.distribution,
+            "remotes": sorted(self.replication.remotes),
+            "indices": indices,
+            "aliases": self.data.alias_map(),
+            "promotions": dict(sorted(self.replication.promotions.items())),
+            "autofollow": [
+                {"leader_alias": r.connection, "name": r.name, "pattern": r.pattern}
+                for r in self.replication.rules.values()
+            ],
+        }
+
     def _targets(self, node: int | None) -> list[_Node]:
         if node is None:
             return list(self._nodes)
@@ -571,17 +603,35 @@ class SimulatedCluster:
             return self._unauthorized(request)
         try:
             return await self._dispatch(node, request, mode, released)
-        except BadRequest as exc:
-            return self._error(request, 400, exc.err_type, exc.reason)
+        except ApiError as exc:
+            return self._error(
+                request,
+                exc.status,
+                exc.err_type,
+                exc.reason,
+                root_cause=exc.root_cause,
+                security=False,
+                **exc.extra,
+            )
         except IndexNotFound as exc:
             return self._index_not_found(request, exc.index)
+
+    def _build_routes(self) -> list[Route]:
+        get = ("GET",)
+        own = [
+            Route(("HEAD", "GET"), (), self._root_route, needs_quorum=False),
+            Route(get, ("_cluster", "health"), self._health_route),
+            Route(get, ("_cluster", "health", NAME), self._health_route),
+            Route(get, ("_cat", "nodes"), self._cat_nodes_route),
+        ]
+        return own + index_api.routes() + self.replication.routes()
 
     async def _dispatch(
         self, node: _Node, request: web.Request, mode: FaultMode, released: asyncio.Event
     ) -> web.Response:
         parts = [p for p in request.path.split("/") if p]
-        route, arg = _route(parts)
-        if route is None:
+        route, args, allowed = find(self._routes, parts, request.method, self.distribution)
+        if not allowed:
             return self._json(
                 request,
                 {
@@ -590,8 +640,7 @@ class SimulatedCluster:
                 },
                 400,
             )
-        allowed = _ROUTES[route]
-        if request.method not in allowed:
+        if route is None:
             return self._json(
                 request,
                 {
@@ -603,17 +652,38 @@ class SimulatedCluster:
                 headers={"Allow": ",".join(allowed)},
             )
         view = self._view(node, mode)
-        if route == "root":
-            return self._json(request, self._root_body(node, view))
-        if not view.quorum:
-            return self._master_not_discovered(request)
-        if route == "health":
-            return await self._health(node, request, released, arg)
-        if route == "cat_nodes":
-            return self._cat_nodes(request, view)
-        if route == "search":
-            return await self._search(request, view, arg)
-        return self._index_info(request, arg)
+        if route.needs_quorum:
+            if not view.quorum:
+                return self._master_not_discovered(request)
+            self.replication.refresh()
+        answer = await route.handler(Ctx(self, node, request, view, released, args))
+        if isinstance(answer, web.Response):
+            return answer
+        return self._reply(request, answer)
+
+    def _reply(self, request: web.BaseRequest, reply: Reply) -> web.Response:
+        if reply.text is not None:
+            response = web.Response(
+                body=reply.text.encode(),
+                status=reply.status,
+                content_type="text/plain",
+                charset="UTF-8",
+                headers=reply.headers,
+            )
+            return self._decorate(request, response)
+        if reply.body is None:
+            response = web.Response(status=reply.status, headers=reply.headers)
+            return self._decorate(request, response)
+        return self._json(request, reply.body, reply.status, headers=reply.headers)
+
+    async def _root_route(self, ctx: Ctx) -> web.Response:
+        return self._json(ctx.request, self._root_body(ctx.node, ctx.view))
+
+    async def _health_route(self, ctx: Ctx) -> web.Response:
+        return await self._health(ctx.node, ctx.request, ctx.released, ctx.arg("name"))
+
+    async def _cat_nodes_route(self, ctx: Ctx) -> Reply:
+        return self._cat_nodes(ctx.request, ctx.view)
 
     def _view(self, node: _Node, mode: FaultMode) -> _View:
         """The cluster as seen from `node`, derived from every node's fault."""
@@ -653,23 +723,25 @@ class SimulatedCluster:
         status: int = 200,
         *,
         headers: Mapping[str, str] | None = None,
+        security: bool | None = None,
     ) -> web.Response:
-        if _flag(request.query, "pretty"):
+        if flag(request.query, "pretty"):
             text = json.dumps(data, indent=2) + "\n"
         else:
             text = json.dumps(data, separators=(",", ":"))
         response = web.Response(
             body=text.encode(), status=status, content_type=JSON_CONTENT_TYPE, headers=headers
         )
-        return self._decorate(request, response)
+        return self._decorate(request, response, security=security)
 
-    def _decorate(self, request: web.BaseRequest, response: web.Response) -> web.Response:
-        # ES >= 7.14 marks its answers so clients can refuse impostors; not on auth errors.
-        if (
-            self.distribution == "elasticsearch"
-            and self._version_tuple >= (7, 14)
-            and response.status not in (401, 403)
-        ):
+    def _decorate(
+        self, request: web.BaseRequest, response: web.Response, *, security: bool | None = None
+    ) -> web.Response:
+        """ES >= 7.14 marks its answers so clients can refuse impostors; not the security
+        layer's refusals (401, 403 by default; a 403 from a block or follower is marked)."""
+        if security is None:
+            security = response.status in (401, 403)
+        if self.distribution == "elasticsearch" and self._version_tuple >= (7, 14) and not security:
             response.headers["X-elastic-product"] = "Elasticsearch"
         opaque_id = request.headers.get("X-Opaque-Id")
         if opaque_id:
@@ -685,13 +757,14 @@ class SimulatedCluster:
         *,
         root_cause: list[dict[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        security: bool | None = None,
         **extra: Any,
     ) -> web.Response:
         """An error in the exact envelope ES uses: error.root_cause[], error.type, status."""
         cause = {"type": err_type, "reason": reason, **extra}
         body = {"error": {"root_cause": [cause] if root_cause is None else root_cause, **cause}}
         body["status"] = status
-        return self._json(request, body, status, headers=headers)
+        return self._json(request, body, status, headers=headers, security=security)
 
     def _master_not_discovered(self, request: web.BaseRequest) -> web.Response:
         err_type = (
@@ -745,7 +818,7 @@ class SimulatedCluster:
             ),
         }
 
-    def _health_body(self, view: _View, shards: _Shards, *, timed_out: bool) -> dict[str, Any]:
+    def _health_body(self, view: _View, shards: Shards, *, timed_out: bool) -> dict[str, Any]:
         nodes = len(view.present)
         body: dict[str, Any] = {
             "cluster_name": view.cluster_name,
@@ -757,15 +830,7 @@ class SimulatedCluster:
         if self.distribution == "opensearch":
             body["discovered_master"] = True
             body["discovered_cluster_manager"] = True
-        body.update(
-            active_primary_shards=shards.active_primary,
-            active_shards=shards.active,
-            relocating_shards=0,
-            initializing_shards=0,
-            unassigned_shards=shards.unassigned,
-        )
-        if self.distribution == "elasticsearch" and self._version_tuple >= (8, 16):
-            body["unassigned_primary_shards"] = len(shards.lost)
+        body.update(self._shard_counts(shards))
         body.update(
             delayed_unassigned_shards=sum(shards.delayed),
             number_of_pending_tasks=0,
@@ -775,50 +840,89 @@ class SimulatedCluster:
         )
         return body
 
+    def _shard_counts(self, shards: Shards) -> dict[str, int]:
+        counts = {
+            "active_primary_shards": shards.active_primary,
+            "active_shards": shards.active,
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": shards.unassigned,
+        }
+        if self.distribution == "elasticsearch" and self._version_tuple >= (8, 16):
+            counts["unassigned_primary_shards"] = len(shards.lost)
+        return counts
+
+    def _health_targets(self, expression: str | None) -> tuple[list[Index], bool]:
+        """The indices a health request covers, and whether it named one that is missing
+        (a concrete name or alias; a wildcard matching nothing is fine)."""
+        if expression is None:
+            return self.data.resolve(None, include_closed=True), False
+        found: dict[str, Index] = {}
+        missing = False
+        for part in (p for p in expression.split(",") if p):
+            try:
+                for index in self.data.resolve(part, include_closed=True):
+                    found.setdefault(index.name, index)
+            except IndexNotFound:
+                missing = True
+        return list(found.values()), missing
+
+    def _index_health(self, shards: Shards) -> dict[str, Any]:
+        return {
+            "status": shards.status,
+            "number_of_shards": shards.primaries,
+            "number_of_replicas": max(shards.copies, default=1) - 1,
+            **self._shard_counts(shards),
+        }
+
     async def _health(
         self, node: _Node, request: web.Request, released: asyncio.Event, index: str | None
     ) -> web.Response:
-        """`GET /_cluster/health`: wait_for_status is re-checked until `timeout` expires."""
+        """`GET /_cluster/health[/<indices>]`: wait_for_status is re-checked until `timeout`
+        expires; a missing index or alias never turns up, so that request times out red."""
         query = request.query
-        _flag(query, "local")  # accepted; the simulated state is the same on every node
+        flag(query, "local")  # accepted; the simulated state is the same on every node
         wanted = query.get("wait_for_status")
-        if wanted is not None and wanted not in _STATUS_RANK:
+        if wanted is not None and wanted not in STATUS_RANK:
             raise BadRequest(
                 "illegal_argument_exception", f"No cluster health status for value [{wanted}]"
             )
+        level = query.get("level", "cluster")
+        if level not in ("cluster", "indices", "shards"):
+            raise BadRequest("illegal_argument_exception", f"No Level found for value [{level}]")
         # Real ES waits 30s by default; the simulator only waits when told how long.
         timeout_s = _time_param(query, "timeout", 0.0)
         _time_param(query, "master_timeout", 30.0)
-        missing_index = index is not None and not all(
-            resolve_index(name) for name in index.split(",")
-        )
         deadline = time.monotonic() + timeout_s
         while True:
             view = self._view(node, node.mode_now())
             if not view.quorum:
                 return self._master_not_discovered(request)
-            shards = _Shards((), (), ()) if missing_index else view.shards
-            status = "red" if missing_index else shards.status
-            met = not missing_index and (
-                wanted is None or _STATUS_RANK[status] <= _STATUS_RANK[wanted]
-            )
+            targets, missing = self._health_targets(index)
+            per_index = {i.name: i.shards(view.shards) for i in targets}
+            shards = Shards.combine(per_index.values())
+            status = "red" if missing else shards.status
+            met = not missing and (wanted is None or STATUS_RANK[status] <= STATUS_RANK[wanted])
             remaining = deadline - time.monotonic()
             if met or remaining <= 0:
                 break
             if await _released_within(released, min(_HEALTH_POLL_S, remaining)):
                 raise Dropped
         body = self._health_body(view, shards, timed_out=not met)
-        if missing_index:
-            body["status"] = "red"
+        body["status"] = status
+        if level != "cluster":
+            body["indices"] = {
+                name: self._index_health(part) for name, part in sorted(per_index.items())
+            }
         return self._json(request, body, 200 if met else 408)
 
-    def _cat_nodes(self, request: web.Request, view: _View) -> web.Response:
+    def _cat_nodes(self, request: web.Request, view: _View) -> Reply:
         """`GET /_cat/nodes`: the JSON list (values are strings) or the aligned text table."""
         opensearch = self.distribution == "opensearch"
-        rows: list[dict[str, str]] = []
+        rows: list[dict[str, str | None]] = []
         for i in view.present:
             is_master = "*" if i == view.master else "-"
-            row = {
+            row: dict[str, str | None] = {
                 "ip": self._nodes[i].host,
                 "heap.percent": str(18 + (i * 17) % 47),
                 "ram.percent": str(62 + (i * 13) % 31),
@@ -836,198 +940,8 @@ class SimulatedCluster:
                 row["master"] = is_master
             row["name"] = view.node_names[i]
             rows.append(row)
+        short = {"i": "ip", "hp": "heap.percent", "rp": "ram.percent", "r": "node.role"}
+        short |= {"m": "master", "n": "name", "role": "node.role", "cm": "cluster_manager"}
         columns = list(rows[0]) if rows else []
-        if "h" in request.query:
-            aliases = {"i": "ip", "hp": "heap.percent", "rp": "ram.percent", "r": "node.role"}
-            aliases |= {"m": "master", "n": "name", "role": "node.role", "cm": "cluster_manager"}
-            columns = []
-            for raw in request.query["h"].split(","):
-                column = aliases.get(raw, raw)
-                if rows and column not in rows[0]:
-                    raise BadRequest("illegal_argument_exception", f"mapping for [{raw}] not found")
-                columns.append(column)
-        if request.query.get("format") == "json":
-            return self._json(request, [{c: row[c] for c in columns} for row in rows])
         numeric = {"heap.percent", "ram.percent", "cpu", "load_1m", "load_5m", "load_15m"}
-        header = [{c: c for c in columns}] if _flag(request.query, "v") else []
-        widths = {c: max(len(r[c]) for r in header + rows) for c in columns}
-        # Like real _cat: the header is left-aligned, numeric cells right-aligned.
-        lines = [" ".join(r[c].ljust(widths[c]) for c in columns) for r in header]
-        lines += [
-            " ".join(
-                r[c].rjust(widths[c]) if c in numeric else r[c].ljust(widths[c]) for c in columns
-            )
-            for r in rows
-        ]
-        text = "".join(line + "\n" for line in lines)
-        response = web.Response(body=text.encode(), content_type="text/plain", charset="UTF-8")
-        return self._decorate(request, response)
-
-    async def _search(self, request: web.Request, view: _View, index: str | None) -> web.Response:
-        """`_search`: match the small catalogue, in the exact response shape."""
-        started = time.perf_counter()
-        indices = resolve_indices(index)
-        raw = await request.read()
-        body: Any = {}
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise BadRequest("x_content_parse_exception", f"[1:1] {exc}") from None
-            if not isinstance(body, dict):
-                raise BadRequest("parsing_exception", "Unknown key for a VALUE_STRING in [_na_].")
-        params = request.query
-        if view.forced is FaultMode.RED or (view.shards.lost and not view.shards.active):
-            return self._all_shards_failed(request)
-        try:
-            if "q" in params:
-                default = query_fields(params.get("df", "*"))
-                scorer = lucene_scorer(params["q"], default, params.get("default_operator", "or"))
-            else:
-                scorer = compile_query(body.get("query", {"match_all": {}}))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BadRequest("parsing_exception", f"failed to parse query: {exc}") from None
-        size = _int_param(params, "size")
-        size = _body_int(body, "size", 10) if size is None else size
-        offset = _int_param(params, "from")
-        offset = _body_int(body, "from", 0) if offset is None else offset
-        if size < 0:
-            raise BadRequest(
-                "illegal_argument_exception", f"[size] parameter cannot be negative, found [{size}]"
-            )
-        if offset < 0:
-            raise BadRequest(
-                "illegal_argument_exception",
-                f"[from] parameter cannot be negative, found [{offset}]",
-            )
-        source_spec = body.get("_source")
-        if "_source" in params:
-            source_spec = {"false": False, "true": True}.get(
-                params["_source"], params["_source"].split(",")
-            )
-        if body.get("stored_fields") == "_none_":
-            source_spec = False
-        keep = source_filter(source_spec)
-        lost = set(view.shards.lost)
-        primaries = view.shards.primaries
-        matches: list[tuple[float, str, dict[str, Any]]] = []
-        for concrete in indices:
-            for doc in CATALOGUE:
-                if doc["entity_id"] % primaries in lost:
-                    continue  # the shard holding this product is unassigned
-                try:
-                    score = scorer(doc)
-                except (TypeError, ValueError, AttributeError) as exc:
-                    raise BadRequest("parsing_exception", f"failed to run query: {exc}") from None
-                if score is not None:
-                    matches.append((round(score, 7), concrete, doc))
-        matches.sort(key=lambda m: (-m[0], m[1], m[2]["entity_id"]))
-        hits = []
-        for score, concrete, doc in matches[offset : offset + size]:
-            hit: dict[str, Any] = {
-                "_index": concrete,
-                "_id": str(doc["entity_id"]),
-                "_score": score,
-            }
-            source = keep({k: doc[k] for k in SOURCE_FIELDS})
-            if source is not None:
-                hit["_source"] = source
-            hits.append(hit)
-        failed = len(lost) * len(indices)
-        shards: dict[str, Any] = {
-            "total": primaries * len(indices),
-            "successful": primaries * len(indices) - failed,
-            "skipped": 0,
-            "failed": failed,
-        }
-        if failed:
-            shards["failures"] = [
-                {
-                    "shard": shard,
-                    "index": concrete,
-                    "node": None,
-                    "reason": {"type": "no_shard_available_action_exception", "reason": None},
-                }
-                for concrete in indices
-                for shard in sorted(lost)
-            ]
-        total: Any = {"value": len(matches), "relation": "eq"}
-        if _flag(params, "rest_total_hits_as_int"):
-            total = len(matches)
-        result = {
-            "took": max(1, round((time.perf_counter() - started) * 1000)),
-            "timed_out": False,
-            "_shards": shards,
-            "hits": {
-                "total": total,
-                "max_score": matches[0][0] if matches else None,
-                "hits": hits,
-            },
-        }
-        return self._json(request, result)
-
-    def _all_shards_failed(self, request: web.BaseRequest) -> web.Response:
-        return self._error(
-            request,
-            503,
-            "search_phase_execution_exception",
-            "all shards failed",
-            root_cause=[],
-            phase="query",
-            grouped=True,
-            failed_shards=[],
-        )
-
-    def _index_info(self, request: web.Request, index: str | None) -> web.Response:
-        """`GET /{index}`: enough settings and mappings for a client to recognise it."""
-        primaries = len(self._nodes)
-        result: dict[str, Any] = {}
-        for concrete in resolve_indices(index):
-            alias = re.sub(r"_v\d+$", "", concrete)
-            result[concrete] = {
-                "aliases": {alias: {}} if alias != concrete else {},
-                "mappings": {
-                    "properties": {
-                        "name": {"type": "text"},
-                        "sku": {"type": "keyword"},
-                        "price": {"type": "double"},
-                    }
-                },
-                "settings": {
-                    "index": {
-                        "number_of_shards": str(primaries),
-                        "number_of_replicas": "1" if primaries > 1 else "0",
-                        "provided_name": concrete,
-                        "uuid": base64.urlsafe_b64encode(
-                            hashlib.md5(f"{self.cluster_uuid}/{concrete}".encode()).digest()
-                        )
-                        .rstrip(b"=")
-                        .decode(),
-                    }
-                },
-            }
-        return self._json(request, result)
-
-
-def _route(parts: list[str]) -> tuple[str | None, str | None]:
-    """Which endpoint a path names, plus its index argument if any."""
-    if not parts:
-        return "root", None
-    if parts[:2] == ["_cluster", "health"] and len(parts) <= 3:
-        return "health", parts[2] if len(parts) == 3 else None
-    if parts == ["_cat", "nodes"]:
-        return "cat_nodes", None
-    if parts == ["_search"]:
-        return "search", None
-    if len(parts) == 2 and parts[1] == "_search" and not parts[0].startswith("_"):
-        return "search", parts[0]
-    if len(parts) == 1 and not parts[0].startswith("_"):
-        return "index", parts[0]
-    return None, None
-
-
-def _body_int(body: Mapping[str, Any], name: str, default: int) -> int:
-    value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest("x_content_parse_exception", f"[1:1] [{name}] failed to parse field")
-    return value
+        return render_cat(request.query, rows, columns, known=columns, short=short, numeric=numeric)

@@ -1,4 +1,5 @@
-"""The ways a simulated node can fail, and the error the fault control API answers."""
+"""The ways a simulated node (or its data) can fail, and the error the fault control API
+answers."""
 
 from __future__ import annotations
 
@@ -92,3 +93,73 @@ class FaultControlError(RuntimeError):
     def __init__(self, status: int | None, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+# --------------------------------------------------------------------------- data faults
+
+_REPLICATION_KINDS = ("pause", "fail", "resume", "lag", "sync")
+_HEALTH_STATUSES = ("red", "yellow", None)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# action -> field -> (required, check, what the field must be)
+DATA_ACTIONS: dict[str, dict[str, tuple[bool, Any, str]]] = {
+    "replication_fault": {
+        "kind": (
+            True,
+            lambda v: v in _REPLICATION_KINDS,
+            f"one of {', '.join(_REPLICATION_KINDS)}",
+        ),
+        "index": (False, lambda v: v is None or _text(v), "an index name or null (all followers)"),
+        "operations": (False, _count, "a non-negative integer"),
+    },
+    "write_documents": {
+        "index_or_alias": (True, _text, "an index or alias name"),
+        "count": (True, _count, "a non-negative integer"),
+    },
+    "reindex_store": {"store": (True, _count, "a store id (non-negative integer)")},
+    "drop_alias": {"alias": (True, _text, "an alias name")},
+    "point_alias": {
+        "alias": (True, _text, "an alias name"),
+        "index": (True, _text, "an index name"),
+    },
+    "set_index_health": {
+        "index": (True, _text, "an index or alias name"),
+        "status": (True, lambda v: v in _HEALTH_STATUSES, "red, yellow or null"),
+    },
+}
+
+
+def parse_data_action(payload: Any) -> tuple[str, dict[str, Any]]:
+    """A control-API data action `{"action": ..., **params}`; ValueError names the field."""
+    if not isinstance(payload, Mapping):
+        raise ValueError('body must be a JSON object like {"action": "write_documents", ...}')
+    action = payload.get("action")
+    if action is None:
+        raise ValueError("missing field 'action'")
+    if action not in DATA_ACTIONS:
+        raise ValueError(f"invalid action {action!r}; expected one of: {', '.join(DATA_ACTIONS)}")
+    spec = DATA_ACTIONS[action]
+    params = {k: v for k, v in payload.items() if k != "action"}
+    if action == "write_documents" and "index" in params and "index_or_alias" not in params:
+        params["index_or_alias"] = params.pop("index")  # the CLI's --index
+    unknown = sorted(str(k) for k in params if k not in spec)
+    if unknown:
+        raise ValueError(
+            f"unknown field(s) {', '.join(unknown)} for {action}; allowed: {', '.join(spec)}"
+        )
+    for name, (required, check, what) in spec.items():
+        if name not in params:
+            if required:
+                raise ValueError(f"missing field {name!r} for {action}")
+            continue
+        if not check(params[name]):
+            raise ValueError(f"invalid {name} {params[name]!r}: expected {what}")
+    return action, params

@@ -1,4 +1,5 @@
-"""Several clusters and the JSON control API other processes inject faults through; run
+"""Several clusters and the JSON control API other processes inject faults through (node
+faults, and data faults: replication, writes, reindexes, aliases, index health); run
 standalone with `python -m sandbox.search_sim`."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import httpx
 from aiohttp import web
 
 from sandbox.search_sim.cluster import SHUTDOWN_TIMEOUT_S, SimulatedCluster
-from sandbox.search_sim.faults import FaultControlError, NodeFault
+from sandbox.search_sim.faults import FaultControlError, NodeFault, parse_data_action
 
 # --------------------------------------------------------------------------- fleet
 
@@ -64,6 +65,8 @@ class SimulatorFleet:
             app.router.add_get("/clusters", self._list)
             app.router.add_get("/clusters/{name}", self._get)
             app.router.add_post("/clusters/{name}/nodes/{node}/fault", self._post_fault)
+            app.router.add_get("/clusters/{name}/data", self._get_data)
+            app.router.add_post("/clusters/{name}/data", self._post_data)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             try:
@@ -100,22 +103,23 @@ class SimulatorFleet:
             known = ", ".join(sorted(self.clusters)) or "none"
             raise ValueError(f"unknown cluster {name!r}; known clusters: {known}") from None
 
+    def _named(self, request: web.Request) -> SimulatedCluster:
+        """The cluster the request's path names; an unknown one answers 404 with its error."""
+        try:
+            return self._cluster(request.match_info["name"])
+        except ValueError as exc:
+            raise _UnknownCluster(str(exc)) from None
+
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response(self.describe())
 
     async def _get(self, request: web.Request) -> web.Response:
-        try:
-            cluster = self._cluster(request.match_info["name"])
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=404)
+        cluster = self._named(request)
         return web.json_response(cluster.describe())
 
     async def _post_fault(self, request: web.Request) -> web.Response:
         """Apply a fault and answer only once the node's socket reflects it."""
-        try:
-            cluster = self._cluster(request.match_info["name"])
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=404)
+        cluster = self._named(request)
         raw_node = request.match_info["node"]
         node: int | None = None
         if raw_node != "all":
@@ -145,6 +149,31 @@ class SimulatorFleet:
             return web.json_response({"error": str(exc)}, status=500)
         return web.json_response(cluster.describe())
 
+    async def _get_data(self, request: web.Request) -> web.Response:
+        cluster = self._named(request)
+        return web.json_response(cluster.data_state())
+
+    async def _post_data(self, request: web.Request) -> web.Response:
+        """Run one data action (a SimulatedCluster method of that name) on a cluster."""
+        cluster = self._named(request)
+        try:
+            payload = json.loads(await request.text())
+        except ValueError as exc:
+            return web.json_response(
+                {"error": f'request body must be JSON like {{"action": "drop_alias", ...}}: {exc}'},
+                status=400,
+            )
+        try:
+            action, params = parse_data_action(payload)
+            result = getattr(cluster, action)(**params)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"action": action, "result": result, "data": cluster.data_state()})
+
+
+class _UnknownCluster(Exception):
+    """A control request for a cluster the fleet does not have: 404, with its name."""
+
 
 @web.middleware
 async def _json_errors(
@@ -153,6 +182,8 @@ async def _json_errors(
     """Unknown control routes answer JSON too, so the CLI can always show `error`."""
     try:
         return await handler(request)
+    except _UnknownCluster as exc:
+        return web.json_response({"error": str(exc)}, status=404)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -193,6 +224,37 @@ async def set_fault_remote(
     return result
 
 
+async def set_data_fault_remote(
+    control_url: str,
+    cluster: str,
+    action: str,
+    *,
+    timeout_s: float = 10.0,
+    **params: Any,
+) -> dict[str, Any]:
+    """POST a data action (`write_documents`, `replication_fault`, ...) to a running fleet's
+    control API; FaultControlError carries the server's message."""
+    url = f"{control_url.rstrip('/')}/clusters/{quote(cluster, safe='')}/data"
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.post(url, json={"action": action, **params})
+    except httpx.HTTPError as exc:
+        raise FaultControlError(
+            None, f"cannot reach the simulator control API at {control_url}: {exc!r}"
+        ) from exc
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise FaultControlError(
+            response.status_code,
+            f"{action} on {cluster} failed (HTTP {response.status_code}): {message}",
+        )
+    result: dict[str, Any] = response.json()
+    return result
+
+
 # --------------------------------------------------------------------------- standalone
 
 
@@ -208,6 +270,12 @@ async def _serve(specs: list[str], node_count: int, host: str, control_port: int
                 distribution="opensearch" if distribution == "opensearch" else "elasticsearch",
             )
         )
+    # Each cluster knows the others as remote connections named after them, so replication
+    # can be started through their REST APIs.
+    for cluster in clusters:
+        for other in clusters:
+            if other is not cluster:
+                cluster.connect_remote(other.name, other)
     async with SimulatorFleet(clusters, host=host, control_port=control_port) as fleet:
         summary = {
             "control_url": fleet.control_url,

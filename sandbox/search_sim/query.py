@@ -51,6 +51,8 @@ def _text_scorer(fields: list[str], text: Any, operator: str = "or") -> _Scorer:
         best: float | None = None
         for name in fields:
             value = doc.get(name)
+            if value is None:
+                continue  # a document without the field (a log line, a check document)
             if isinstance(value, int | float):
                 hit = any(_same_number(term, value) for term in terms)
                 candidate = 1.0 if hit else None
@@ -158,7 +160,7 @@ def compile_query(query: Any) -> _Scorer:
         return lambda doc: 1.0 if _as_term(doc.get(key)) in wanted else None
     if kind == "ids":
         values = {str(v) for v in (spec or {}).get("values", [])}
-        return lambda doc: 1.0 if str(doc["entity_id"]) in values else None
+        return lambda doc: 1.0 if str(doc.get("_id")) in values else None
     if kind == "range":
         return _range_scorer(spec)
     if kind == "constant_score":
