@@ -15,14 +15,15 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # Real Redis and Varnish for the storefront in the sandbox (Debian packages; neither is
-# started as a service: the sandbox and the tests start their own on loopback ports), and
-# docker-compose, with which tests/test_deploy.py validates docker-compose.yml.
+# started as a service: the sandbox and the tests start their own on loopback ports),
+# docker-compose, with which tests/test_deploy.py validates docker-compose.yml, and
+# Prometheus for promtool, which checks and unit-tests deploy/prometheus/rules.yaml.
 system-packages:
 	@if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/sbin/varnishd ] || \
-	    [ ! -x /usr/bin/docker-compose ]; then \
+	    [ ! -x /usr/bin/docker-compose ] || [ ! -x /usr/bin/promtool ]; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server varnish \
-	    docker-compose; \
+	    docker-compose prometheus; \
 	fi
 
 demo: system-packages $(BIN)/.installed
