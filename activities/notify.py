@@ -1,8 +1,8 @@
 """Telling people: phase changes and results to SNS and to a Slack-compatible webhook.
 
-The webhook URL is a secret: the config names the environment variable that holds it, and
-it is read here. A failed notification fails this activity, never the failover: the
-workflow logs and counts it.
+The webhook URL is a secret: the config names the environment variable or the AWS Secrets
+Manager secret that holds it, and it is read here. A failed notification fails this
+activity, never the failover: the workflow logs and counts it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsCaller
-from activities.secrets import secret_from_env
+from activities.secrets import read_secret_async
 from failover.models import Notification, NotificationSent
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
@@ -42,22 +42,22 @@ class NotifyActivities:
                 Message=request.text,
             )
             sent.channels.append("sns")
-        if request.webhook_url_env is not None:
+        if request.webhook_url_env is not None or request.webhook_url_secret is not None:
             await self._post_webhook(request)
             sent.channels.append("webhook")
         return sent
 
     async def _post_webhook(self, request: Notification) -> None:
-        name = request.webhook_url_env
-        assert name is not None
-        url = secret_from_env(name, "webhook URL")
+        secret = request.webhook_url_secret
+        # The URL is a secret: messages name where it comes from, never the address.
+        name = secret.describe() if secret is not None else request.webhook_url_env
+        url = await read_secret_async(request.webhook_url_env, secret, "webhook URL")
         async with httpx.AsyncClient(
             timeout=WEBHOOK_TIMEOUT_SECONDS, transport=self.http_transport
         ) as client:
             try:
                 answer = await client.post(url, json={"text": request.text})
             except httpx.HTTPError as exc:
-                # The URL is a secret: name the variable, not the address.
                 raise ApplicationError(
                     f"webhook ({name}) unreachable: {type(exc).__name__}"
                 ) from None

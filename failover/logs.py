@@ -100,3 +100,6 @@ def configure(log_format: LogFormat = "text", level: int = logging.INFO) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request's URL at INFO, and a webhook's URL is its secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))

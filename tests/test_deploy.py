@@ -77,6 +77,13 @@ GLOBAL_CLUSTER_ARN = "arn:aws:rds::123456789012:global-cluster:magento-global"
 DATASTORE_ARN = "arn:aws:elasticache::123456789012:globalreplicationgroup:ldgnf-magento-cache"
 # IAM's prefix where it is not the SigV4 signing name.
 IAM_PREFIX = {"monitoring": "cloudwatch"}
+SECRETS_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:search-failover/*"
+# Base-package modules that build boto3 clients themselves (failover/ cannot take a factory
+# from activities/): the activities and the receiver read Secrets Manager through
+# failover/secrets.py, the worker's payload codec its keys through failover/codec.py.
+OWN_CLIENT_MODULES = ("failover/secrets.py", "failover/codec.py")
+# Runs as the Lambda forwarder, under its own role: not the worker's policy.
+OTHER_ROLE_MODULES = ("failover/alarms/lambda_forwarder.py",)
 
 
 # --- docker-compose ------------------------------------------------------------------------
@@ -480,6 +487,61 @@ def iam_action(call: AwsCall) -> str:
     return f"{IAM_PREFIX.get(model.signing_name, model.signing_name)}:{call.operation}"
 
 
+def scan_own_client_calls(path: str, source: str) -> CallScan:
+    """The calls of a module that builds its clients itself: `<x>.client("<service>", ...)`
+    names the service (a literal), and a method call named as one of that service's
+    operations (or its paginators and waiters) is a call of it."""
+    tree = ast.parse(source)
+    scan = CallScan()
+    services: set[str] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "client"
+        ):
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                services.add(first.value)
+            elif isinstance(first, ast.Name) and isinstance(
+                constant := _module_constant(tree, first.id), str
+            ):
+                services.add(constant)
+            else:
+                scan.unresolved.append(f"{path}:{node.lineno}: client of a service not literal")
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        first = node.args[0] if node.args else None
+        literal = first.value if isinstance(first, ast.Constant) else None
+        for service in sorted(services):
+            operation = _client_method_operation(service, node.func.attr, literal)
+            if operation is not None:
+                scan.calls.append(AwsCall(service, operation, f"{path}:{node.lineno}"))
+    return scan
+
+
+def _module_constant(tree: ast.Module, name: str) -> object:
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and [t.id for t in node.targets if isinstance(t, ast.Name)] == [name]
+            and isinstance(node.value, ast.Constant)
+        ):
+            return node.value.value
+    return None
+
+
+def _all_aws_calls() -> CallScan:
+    """The activities' calls, and those of the base-package modules with their own clients."""
+    scan = scan_aws_calls(_activity_sources(), (ROOT / "worker.py").read_text())
+    for path in OWN_CLIENT_MODULES:
+        own = scan_own_client_calls(path, (ROOT / path).read_text())
+        scan.calls += own.calls
+        scan.unresolved += own.unresolved
+    return scan
+
+
 def _activity_sources() -> dict[str, str]:
     return {
         str(path.relative_to(ROOT)): path.read_text()
@@ -511,8 +573,39 @@ def test_activities_get_boto3_clients_only_from_the_factory() -> None:
                 )
 
 
+def test_only_the_listed_base_modules_use_boto3() -> None:
+    """A new boto3 user in failover/ must join OWN_CLIENT_MODULES, or the policy test below
+    would not see its calls."""
+    users = set()
+    for path in sorted((ROOT / "failover").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                modules = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                if any(m.split(".")[0] == "boto3" for m in modules):
+                    users.add(str(path.relative_to(ROOT)))
+    assert users == set(OWN_CLIENT_MODULES) | set(OTHER_ROLE_MODULES)
+
+
+def test_the_own_client_scan_finds_secret_reads() -> None:
+    scan = scan_own_client_calls("failover/secrets.py", (ROOT / "failover/secrets.py").read_text())
+    assert not scan.unresolved
+    assert {iam_action(c) for c in scan.calls} == {"secretsmanager:GetSecretValue"}
+    fake = (
+        'SERVICE = "secretsmanager"\n'
+        "def read(session, name, service):\n"
+        "    client = session.client(SERVICE)\n"
+        "    client.describe_secret(SecretId=name)\n"
+        "    session.client(service)\n"
+    )
+    scan = scan_own_client_calls("fake.py", fake)
+    assert [(iam_action(c), c.where) for c in scan.calls] == [
+        ("secretsmanager:DescribeSecret", "fake.py:4")
+    ]
+    assert scan.unresolved == ["fake.py:5: client of a service not literal"]
+
+
 def test_iam_policy_grants_exactly_the_boto3_calls() -> None:
-    scan = scan_aws_calls(_activity_sources(), (ROOT / "worker.py").read_text())
+    scan = _all_aws_calls()
     assert not scan.unresolved, "cannot map these AWS calls to a service:\n" + "\n".join(
         scan.unresolved
     )
@@ -528,7 +621,8 @@ def test_iam_policy_grants_exactly_the_boto3_calls() -> None:
     missing = sorted(set(needed) - granted)
     extra = sorted(granted - set(needed))
     assert not missing and not extra, (
-        "deploy/iam-policy.json does not match the boto3 calls in activities/:\n"
+        "deploy/iam-policy.json does not match the boto3 calls in activities/ and "
+        f"{', '.join(OWN_CLIENT_MODULES)}:\n"
         + "".join(f"  missing {a} (called at {', '.join(needed[a])})\n" for a in missing)
         + "".join(f"  extra {a} (no call needs it)\n" for a in extra)
     )
@@ -588,6 +682,8 @@ def test_iam_policy_is_scoped_where_iam_allows() -> None:
     for action in ("DescribeGlobalReplicationGroups", "FailoverGlobalReplicationGroup"):
         assert resources(f"elasticache:{action}") == [(DATASTORE_ARN, {})]
     assert resources("es:ESHttpGet"), "the optional SigV4 statement is documented in the policy"
+    # The failover's own secrets only, never every secret in the account.
+    assert resources("secretsmanager:GetSecretValue") == [(SECRETS_ARN, {})]
     for method in ("Post", "Put", "Delete"):
         assert all(":domain/" in r for r, _ in resources(f"es:ESHttp{method}")), method
 

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -58,10 +58,19 @@ from failover.alarms.payloads import (
 )
 from failover.alarms.sns import SigningCertificates, SnsEnvelope, SnsRejected, SnsVerifier
 from failover.client.operations import deliver_alarm
-from failover.config import AppConfig, ClusterConfig, ConfigError, ReceiverSettings
+from failover.config import (
+    AlertmanagerSettings,
+    AppConfig,
+    AwsSettings,
+    ClusterConfig,
+    ConfigError,
+    ReceiverSettings,
+    SecretRef,
+)
 from failover.logs import escape
 from failover.models import AlarmNotice
-from failover.process import stop_on_signals
+from failover.process import serve_until_started, stop_on_signals
+from failover.secrets import SecretError, SecretResolver, SecretUnavailable, shared_resolver
 
 log = logging.getLogger("failover.receiver")
 
@@ -75,7 +84,6 @@ CONTENT_TYPES: dict[Endpoint, tuple[str, ...]] = {
 # EventBridge retries an API destination for up to 24 h with the same event id.
 EVENT_ID_MEMORY = timedelta(hours=24)
 RETRY_AFTER_SECONDS = 5
-STARTUP_SECONDS = 10.0
 
 # Stable reason prefixes.
 RATE_LIMITED = "rate limited"
@@ -96,15 +104,38 @@ class Rejected(Exception):
         self.headers = dict(headers or {})
 
 
+class WrongSecret(Rejected):
+    """Credentials that do not match the secret held: perhaps the secret was rotated."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
     body: dict[str, Any]
 
 
+def _basic_pair(manager: AlertmanagerSettings | None, password: bytes | None) -> bytes | None:
+    if manager is None or manager.basic_username is None or password is None:
+        return None
+    return manager.basic_username.encode() + b":" + password
+
+
+def endpoint_secret_refs(settings: ReceiverSettings, endpoint: Endpoint) -> list[SecretRef]:
+    """The Secrets Manager secrets an endpoint checks credentials against (none: all its
+    secrets come from the environment, which a running process cannot see change)."""
+    refs: list[SecretRef | None] = []
+    if endpoint == "eventbridge" and settings.eventbridge is not None:
+        refs = [settings.eventbridge.secret_secret]
+    elif endpoint == "alertmanager" and settings.alertmanager is not None:
+        manager = settings.alertmanager
+        refs = [manager.bearer_token_secret, manager.basic_password_secret]
+    return [ref for ref in refs if ref is not None]
+
+
 @dataclass(frozen=True, repr=False)
 class ReceiverSecrets:
-    """Resolved from the environment variables the config names; never logged (no repr)."""
+    """Resolved from the environment variables or AWS Secrets Manager secrets the config
+    names; never logged (no repr)."""
 
     eventbridge: bytes | None = None
     alertmanager_bearer: bytes | None = None
@@ -114,27 +145,79 @@ class ReceiverSecrets:
     def from_env(
         cls, settings: ReceiverSettings, env: Mapping[str, str] = os.environ
     ) -> ReceiverSecrets:
-        missing: list[str] = []
+        """For a section whose secrets all come from the environment (see load)."""
+        return cls.load(settings, env=env)
 
-        def read(name: str | None, where: str) -> bytes | None:
+    @classmethod
+    def load(
+        cls,
+        settings: ReceiverSettings,
+        *,
+        env: Mapping[str, str] = os.environ,
+        resolver: SecretResolver | None = None,
+    ) -> ReceiverSecrets:
+        """Every secret the section names, read now; what cannot be read is a ConfigError
+        listing each (a secret from Secrets Manager is read through `resolver`; default: the
+        AWS defaults)."""
+        problems: list[str] = []
+
+        def read(name: str | None, secret: SecretRef | None, where: str) -> bytes | None:
+            if secret is not None:
+                try:
+                    return (resolver or shared_resolver(AwsSettings())).value(secret).encode()
+                except SecretError as exc:
+                    temporary = isinstance(exc, SecretUnavailable)
+                    later = " (temporary: start again)" if temporary else ""
+                    problems.append(f"receiver.{where}: {exc.message}{later}")
+                    return None
             if name is None:
                 return None
             value = env.get(name)
             if not value:
-                missing.append(f"receiver.{where}: environment variable {name} is not set")
+                problems.append(f"receiver.{where}: environment variable {name} is not set")
                 return None
             return value.encode()
 
-        eventbridge = read(settings.eventbridge and settings.eventbridge.secret_env, "eventbridge")
+        bridge = settings.eventbridge
+        eventbridge = read(
+            bridge and bridge.secret_env, bridge and bridge.secret_secret, "eventbridge"
+        )
         manager = settings.alertmanager
-        bearer = read(manager and manager.bearer_token_env, "alertmanager")
-        password = read(manager and manager.basic_password_env, "alertmanager")
-        if missing:
-            raise ConfigError(missing)
-        basic = None
-        if manager is not None and manager.basic_username is not None and password is not None:
-            basic = manager.basic_username.encode() + b":" + password
-        return cls(eventbridge=eventbridge, alertmanager_bearer=bearer, alertmanager_basic=basic)
+        bearer = read(
+            manager and manager.bearer_token_env,
+            manager and manager.bearer_token_secret,
+            "alertmanager",
+        )
+        password = read(
+            manager and manager.basic_password_env,
+            manager and manager.basic_password_secret,
+            "alertmanager",
+        )
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            eventbridge=eventbridge,
+            alertmanager_bearer=bearer,
+            alertmanager_basic=_basic_pair(manager, password),
+        )
+
+    def reread(
+        self, settings: ReceiverSettings, resolver: SecretResolver, endpoint: Endpoint
+    ) -> ReceiverSecrets:
+        """A copy with the endpoint's Secrets Manager secrets read again past the cache
+        (blocking; the resolver rate-limits it). Values from the environment stay."""
+        changed: dict[str, bytes | None] = {}
+        bridge, manager = settings.eventbridge, settings.alertmanager
+        if endpoint == "eventbridge" and bridge is not None and bridge.secret_secret is not None:
+            changed["eventbridge"] = resolver.value(bridge.secret_secret, fresh=True).encode()
+        if endpoint == "alertmanager" and manager is not None:
+            if manager.bearer_token_secret is not None:
+                token = resolver.value(manager.bearer_token_secret, fresh=True)
+                changed["alertmanager_bearer"] = token.encode()
+            if manager.basic_password_secret is not None:
+                password = resolver.value(manager.basic_password_secret, fresh=True)
+                changed["alertmanager_basic"] = _basic_pair(manager, password.encode())
+        return replace(self, **changed)
 
     def __repr__(self) -> str:
         return "ReceiverSecrets(<hidden>)"
@@ -173,12 +256,16 @@ class AlarmReceiver:
         connect: Callable[[], Awaitable[Client]],
         secrets: ReceiverSecrets,
         http: httpx.AsyncClient | None = None,
+        resolver: SecretResolver | None = None,
     ) -> None:
+        """`resolver`: where secrets from Secrets Manager are read again when credentials do
+        not match (a rotation); None: never read again."""
         if config.receiver is None:
             raise ConfigError(["receiver: no receiver section in the config"])
         self.config = config
         self.settings: ReceiverSettings = config.receiver
         self.secrets = secrets
+        self.resolver = resolver
         self.gate = TemporalGate(connect)
         self.counters = ReceiverCounters()
         self._alarm_counter = Runtime.default().metric_meter.create_counter(
@@ -341,27 +428,48 @@ class AlarmReceiver:
         log.warning("SNS subscription to %s confirmed", escape(envelope.TopicArn))
         return Answer(200, {"status": "confirmed", "topic": envelope.TopicArn})
 
-    # --- EventBridge -----------------------------------------------------------------------
+    # --- credentials against secrets that may have been rotated -----------------------------
+
+    async def _authenticate(
+        self, endpoint: Endpoint, check: Callable[[ReceiverSecrets], None]
+    ) -> None:
+        """`check` against the secrets held. When it finds the credentials wrong and the
+        endpoint's secret is in Secrets Manager, the secret is read again once (it may have
+        been rotated) and checked again before the refusal stands. The resolver allows one
+        such read per secret per `aws.secrets_reread_seconds`, so a flood of wrong
+        credentials cannot hammer Secrets Manager."""
+        try:
+            check(self.secrets)
+        except WrongSecret:
+            fresh = await self._reread(endpoint)
+            if fresh is None:
+                raise
+            check(fresh)
+
+    async def _reread(self, endpoint: Endpoint) -> ReceiverSecrets | None:
+        """The endpoint's secrets read again, or None: nothing to read, rate-limited, the
+        same values, or Secrets Manager failed (logged; the secrets held stay in use)."""
+        refs = endpoint_secret_refs(self.settings, endpoint)
+        resolver = self.resolver
+        if resolver is None or not any(resolver.may_reread(ref) for ref in refs):
+            return None
+        try:
+            fresh = await asyncio.to_thread(self.secrets.reread, self.settings, resolver, endpoint)
+        except SecretError as exc:
+            log.warning("receiver.%s: cannot read its secret again: %s", endpoint, exc.message)
+            return None
+        if fresh == self.secrets:
+            return None
+        log.warning("receiver.%s: its secret changed in Secrets Manager; now in use", endpoint)
+        self.secrets = fresh
+        return fresh
+
+    # --- EventBridge -------------------------------------------------------------------------
 
     async def _eventbridge(self, request: Request, body: bytes) -> Answer:
-        settings = self.settings.eventbridge
-        assert settings is not None and self.secrets.eventbridge is not None
-        secret = self.secrets.eventbridge
-        if settings.auth == "header":
-            given = request.headers.get(settings.header)
-            if given is None:
-                raise Rejected(401, f"{AUTH_MISSING}: no {settings.header} header")
-            if not hmac.compare_digest(given.encode(), secret):
-                raise Rejected(403, f"{AUTH_WRONG}: wrong {settings.header}")
-        else:
-            _check_hmac(
-                request,
-                body,
-                secret,
-                settings.header,
-                settings.timestamp_header,
-                max_age=settings.max_age_seconds,
-            )
+        await self._authenticate(
+            "eventbridge", lambda secrets: self._check_eventbridge_auth(request, body, secrets)
+        )
         try:
             change = from_eventbridge(_json(body))
         except PayloadError as exc:
@@ -374,10 +482,34 @@ class AlarmReceiver:
             self._event_ids[event_id] = True
         return answer
 
+    def _check_eventbridge_auth(
+        self, request: Request, body: bytes, secrets: ReceiverSecrets
+    ) -> None:
+        settings = self.settings.eventbridge
+        assert settings is not None and secrets.eventbridge is not None
+        secret = secrets.eventbridge
+        if settings.auth == "header":
+            given = request.headers.get(settings.header)
+            if given is None:
+                raise Rejected(401, f"{AUTH_MISSING}: no {settings.header} header")
+            if not hmac.compare_digest(given.encode(), secret):
+                raise WrongSecret(403, f"{AUTH_WRONG}: wrong {settings.header}")
+        else:
+            _check_hmac(
+                request,
+                body,
+                secret,
+                settings.header,
+                settings.timestamp_header,
+                max_age=settings.max_age_seconds,
+            )
+
     # --- Alertmanager ----------------------------------------------------------------------
 
     async def _alertmanager(self, request: Request, body: bytes) -> Answer:
-        self._check_alertmanager_auth(request)
+        await self._authenticate(
+            "alertmanager", lambda secrets: self._check_alertmanager_auth(request, secrets)
+        )
         try:
             alerts = from_alertmanager(_json(body))
         except PayloadError as exc:
@@ -407,8 +539,7 @@ class AlarmReceiver:
         )
         return Answer(202, {"status": status, "deliveries": deliveries, "unmapped": unmapped})
 
-    def _check_alertmanager_auth(self, request: Request) -> None:
-        secrets = self.secrets
+    def _check_alertmanager_auth(self, request: Request, secrets: ReceiverSecrets) -> None:
         scheme = "Bearer" if secrets.alertmanager_bearer is not None else "Basic"
         challenge = {"WWW-Authenticate": f'{scheme} realm="failover"'}
         header = request.headers.get("authorization")
@@ -428,7 +559,7 @@ class AlarmReceiver:
                 raise Rejected(403, f"{AUTH_WRONG}: basic credentials are not base64") from None
         assert expected is not None
         if not hmac.compare_digest(given, expected):
-            raise Rejected(403, f"{AUTH_WRONG}: wrong {scheme.lower()} credentials")
+            raise WrongSecret(403, f"{AUTH_WRONG}: wrong {scheme.lower()} credentials")
 
     # --- handing on --------------------------------------------------------------------------
 
@@ -504,7 +635,7 @@ def _check_hmac(
         "sha256=" + hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     )
     if not hmac.compare_digest(signature.encode(), expected.encode()):
-        raise Rejected(403, f"{AUTH_WRONG}: signature does not match")
+        raise WrongSecret(403, f"{AUTH_WRONG}: signature does not match")
 
 
 def hmac_headers(
@@ -559,11 +690,15 @@ def receiver_server(
     )
 
 
-def check_receiver_config(config: AppConfig) -> ReceiverSecrets:
-    """The receiver section exists and every secret it names is set; else a ConfigError."""
+def check_receiver_config(
+    config: AppConfig, resolver: SecretResolver | None = None
+) -> ReceiverSecrets:
+    """The receiver section exists and every secret it names can be read (from the
+    environment, or from Secrets Manager through `resolver`, default one for config.aws);
+    else a ConfigError."""
     if config.receiver is None:
         raise ConfigError(["receiver: the config has no receiver section"])
-    return ReceiverSecrets.from_env(config.receiver)
+    return ReceiverSecrets.load(config.receiver, resolver=resolver or shared_resolver(config.aws))
 
 
 async def serve_receiver(
@@ -576,7 +711,10 @@ async def serve_receiver(
 ) -> None:
     """Serves until SIGINT/SIGTERM (or `stop` is set). Missing secrets are a ConfigError
     before anything listens."""
-    receiver = AlarmReceiver(config, connect=connect, secrets=check_receiver_config(config))
+    resolver = shared_resolver(config.aws)
+    # In a thread: reading Secrets Manager blocks, and a worker's activities share this loop.
+    secrets = await asyncio.to_thread(check_receiver_config, config, resolver)
+    receiver = AlarmReceiver(config, connect=connect, secrets=secrets, resolver=resolver)
     if stop is None:
         stop = stop_on_signals()
     async with running_receiver(receiver, host=host, port=port) as server:
@@ -595,16 +733,7 @@ async def running_receiver(
 ) -> AsyncIterator[ReceiverServer]:
     """The receiver serving in this event loop until the block ends."""
     server = receiver_server(receiver, host=host, port=port)
-    serving = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + STARTUP_SECONDS
-    while not server.started:
-        if serving.done():
-            await serving  # raises why it could not start (e.g. the port is taken)
-            raise RuntimeError("the alarm receiver stopped before it started")
-        if asyncio.get_running_loop().time() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"the alarm receiver did not start within {STARTUP_SECONDS:g} s")
-        await asyncio.sleep(0.01)
+    serving = await serve_until_started(server, "alarm receiver")
     try:
         yield server
     finally:
