@@ -7,7 +7,13 @@ import asyncio
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    import uvicorn
+
+# How long an HTTP server (the alarm receiver, the codec server) may take to listen.
+SERVER_STARTUP_SECONDS = 10.0
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -25,3 +31,21 @@ def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+async def serve_until_started(
+    server: uvicorn.Server, what: str, within_seconds: float = SERVER_STARTUP_SECONDS
+) -> asyncio.Task[None]:
+    """Starts `server` in this event loop and returns its task once it listens; raises why
+    it could not start (e.g. the port is taken), or that it did not in `within_seconds`."""
+    serving = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + within_seconds
+    while not server.started:
+        if serving.done():
+            await serving
+            raise RuntimeError(f"the {what} stopped before it started")
+        if asyncio.get_running_loop().time() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the {what} did not start within {within_seconds:g} s")
+        await asyncio.sleep(0.01)
+    return serving

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from failover.cli.common import JsonOption, err, out, run_async
+from failover.cli.common import JsonOption, command_group, err, out, run_async
 from failover.cli.output import print_report, print_steps
 from failover.client.temporal import state_dir
 from failover.process import exit_now, stop_on_signals
@@ -31,7 +31,7 @@ for _extra in ("moto", "dnslib", "graphql"):
 # The stack, the simulator and the demos (moto, aiohttp, graphql: seconds of imports) are
 # imported by the commands that run them: every `failover` command loads this module.
 
-sandbox_app = typer.Typer(no_args_is_help=True, help="The embedded local stack.")
+sandbox_app = command_group("The embedded local stack.")
 
 
 def register(app: typer.Typer) -> None:

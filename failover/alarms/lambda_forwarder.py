@@ -12,6 +12,8 @@ Environment:
 - TEMPORAL_TLS: "true" for TLS (Temporal Cloud and most self-hosted frontends)
 - TEMPORAL_API_KEY_SECRET: name or ARN of a Secrets Manager secret holding the API key
   (the key itself never goes in the environment or the config)
+- FAILOVER_PAYLOAD_KEYS_SECRET_ID (or FAILOVER_PAYLOAD_KEYS_FILE): the payload keys, when
+  the workers encrypt payloads (failover.codec); read once per warm container
 
 A failure to reach Temporal raises, so Lambda's own retries (twice, for SNS and
 EventBridge invocations) deliver the alarm again; add an on-failure destination or DLQ.
@@ -28,7 +30,7 @@ from functools import cache
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
 from failover.alarms.payloads import (
     CloudWatchChange,
@@ -38,6 +40,7 @@ from failover.alarms.payloads import (
     from_sns_message,
 )
 from failover.client.operations import deliver_alarm
+from failover.codec import data_converter_from_env
 from failover.config import AppConfig, load_config
 from failover.logs import escape
 from failover.process import exit_now
@@ -106,13 +109,18 @@ def _api_key() -> str | None:
     return boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
 
 
+@cache
+def _data_converter() -> DataConverter:
+    return data_converter_from_env()
+
+
 async def _connect() -> Client:
     return await Client.connect(
         os.environ["TEMPORAL_ADDRESS"],
         namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
         tls=os.environ.get("TEMPORAL_TLS", "").lower() == "true",
         api_key=_api_key(),
-        data_converter=pydantic_data_converter,
+        data_converter=_data_converter(),
     )
 
 

@@ -11,8 +11,12 @@ from importlib.metadata import entry_points
 
 import typer
 
-# Each command module adds its commands to the apps in common when imported.
+# Each command module adds its commands to the apps in common when imported, in the order
+# `failover --help` lists them: the operator's commands first, the codec server after them.
 from failover.cli import config, drill, failover, monitor, region  # noqa: F401
+
+# isort: split
+from failover.cli import codec  # noqa: F401
 from failover.cli.common import app
 
 # Command groups from other installed packages: the sandbox adds `failover sandbox …` and

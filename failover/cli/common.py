@@ -1,5 +1,7 @@
 """The CLI's shared parts: the Typer apps, the consoles, the options, and running a
-coroutine against Temporal with clear errors."""
+coroutine against Temporal with clear errors.
+
+The app's help is APP_HELP, not this docstring: it tells an operator what the tool is."""
 
 from __future__ import annotations
 
@@ -10,20 +12,56 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from failover.client.temporal import state_dir
 from failover.config import AppConfig, ConfigError, load_config
 from failover.process import exit_now
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+APP_HELP = """Fail the Elasticsearch/OpenSearch cluster behind a Magento 2 storefront over to
+its standby, or the whole storefront to its DR Region, verified and durable (Temporal
+workflows); watch the clusters, drill the failover, and steer a run.
+
+Commands that talk to Temporal find it through TEMPORAL_ADDRESS, or the state folder of a
+running local stack (failover sandbox up). Exit codes: 0 success, 1 the operation ran but
+did not succeed, 2 bad input or configuration.
+"""
+
+# Longer than any first sentence: Click's short help then stops at the sentence's end.
+WHOLE_SENTENCE = 1_000
 
 
-config_app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
+class CommandGroup(TyperGroup):
+    """Lists each command with its whole first sentence, wrapped, where Click would cut it
+    to one line with "..."."""
+
+    # ctx and formatter: Click's Context and HelpFormatter (the Click that Typer ships).
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=WHOLE_SENTENCE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
-monitor_app = typer.Typer(
-    no_args_is_help=True, help="The always-on monitors (one workflow per cluster)."
-)
+def command_group(help: str) -> typer.Typer:
+    """A group of commands (`failover drill …`), its help in the same plain layout."""
+    return typer.Typer(cls=CommandGroup, no_args_is_help=True, help=help)
+
+
+# Plain Click help (rich_markup_mode=None), for every command below this app: Typer's
+# panels keep the docstrings' line breaks in the command lists and give every flag a type
+# column (`--json <bool>`); Click re-wraps paragraphs and shows flags as flags.
+app = typer.Typer(cls=CommandGroup, no_args_is_help=True, rich_markup_mode=None, help=APP_HELP)
+
+
+config_app = command_group("Check configuration files.")
+
+
+monitor_app = command_group("The always-on monitors (one workflow per cluster).")
 
 
 app.add_typer(config_app, name="config")
@@ -32,17 +70,14 @@ app.add_typer(config_app, name="config")
 app.add_typer(monitor_app, name="monitor")
 
 
-drill_app = typer.Typer(
-    no_args_is_help=True, help="Failover drills: run one, schedule them, read their reports."
-)
+drill_app = command_group("Failover drills: run one, schedule them, read their reports.")
 
 
 app.add_typer(drill_app, name="drill")
 
 
-region_app = typer.Typer(
-    no_args_is_help=True,
-    help="Region switches of a whole storefront: switch, plan, drill, status, and steer one.",
+region_app = command_group(
+    "Region switches of a whole storefront: switch, plan, drill, status, and steer one."
 )
 
 

@@ -25,7 +25,7 @@ from failover.cli.common import (
     run_async,
     run_rpc,
 )
-from failover.cli.output import print_state, print_steps
+from failover.cli.output import print_status, print_steps
 from failover.client.temporal import connect, find_endpoint
 from failover.config import ConfigError
 from failover.process import exit_now
@@ -95,8 +95,16 @@ def trigger(
 
 
 @app.command()
-def status(cluster: Annotated[str | None, typer.Argument()] = None, as_json: JsonOption = False):
-    """Show the running failover's phase, or the last result, for one cluster or all."""
+def status(
+    cluster: Annotated[str | None, typer.Argument(help="one cluster (default: all)")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON: one object for CLUSTER, else a list")
+    ] = False,
+) -> None:
+    """Show each cluster's active side, the running failover's phase, and the last result.
+
+    One row per cluster that has had a failover; with CLUSTER, also that run's reason and
+    steps."""
 
     async def go() -> list[dict[str, Any]]:
         from temporalio.service import RPCError
@@ -118,8 +126,8 @@ def status(cluster: Annotated[str | None, typer.Argument()] = None, as_json: Jso
         print(json.dumps(states[0] if cluster else states))
     elif not states:
         out.print("no failovers have run")
-    for state in [] if as_json else states:
-        print_state(state)
+    else:
+        print_status(states, detail=cluster is not None)
     exit_now(0 if all("error" not in s for s in states) else 1)
 
 
@@ -304,8 +312,16 @@ def receiver(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="listen address (default: config)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default: config)")] = None,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FAILOVER_METRICS_ADDRESS",
+            help="serve Prometheus metrics (alarms by endpoint and status) at HOST:PORT /metrics",
+        ),
+    ] = None,
 ) -> None:
     """Run the alarm receiver (SNS, EventBridge, Alertmanager) until SIGINT/SIGTERM."""
+    from failover import metrics
     from failover.alarms.receiver import serve_receiver
 
     app_config = load_app_config(config)
@@ -318,6 +334,9 @@ def receiver(
     except RuntimeError as exc:
         err.print(f"error: {exc}")
         exit_now(2)
+    if metrics_address is not None:
+        metrics.serve_prometheus(metrics_address)  # before the receiver makes its counter
+        logging.info("metrics at http://%s/metrics", metrics_address)
     try:
         run_async(serve_receiver(app_config, lambda: connect(endpoint), host=host, port=port))
     except ConfigError as exc:

@@ -31,6 +31,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from failover import names, visibility
+from failover.codec import encrypts
 from failover.config import AppConfig, ClusterConfig
 from failover.models import (
     AbortRequest,
@@ -107,6 +108,9 @@ async def _start_failover_run(
 ) -> WorkflowHandle[Any, FailoverResult]:
     """`failover-<cluster>`, with its summary, plan and search attributes."""
     summary = failover_summary(request)
+    # Search attributes stay in the clear when payloads are encrypted, and a reason may
+    # quote node URLs (a monitor's) or an alarm's text: the listed summary then has none.
+    listed = failover_summary(request, with_reason=not encrypts(client.data_converter))
     return await visibility.start_with_fallback(
         lambda attributes: client.start_workflow(
             FAILOVER_WORKFLOW,
@@ -122,14 +126,15 @@ async def _start_failover_run(
             search_attributes=attributes,
             rpc_timeout=rpc_timeout,
         ),
-        visibility.attributes(request.cluster.name, trigger=request.trigger, summary=summary),
+        visibility.attributes(request.cluster.name, trigger=request.trigger, summary=listed),
     )
 
 
-def failover_summary(request: FailoverRequest) -> str:
+def failover_summary(request: FailoverRequest, *, with_reason: bool = True) -> str:
     """One line for the Web UI's list: which cluster, which way, why."""
     direction = f"→ {request.to_side}" if request.to_side else "primary ⇄ standby"
-    return f"{request.cluster.name}: {direction} ({request.trigger}: {request.reason})"[:200]
+    why = f"{request.trigger}: {request.reason}" if with_reason else request.trigger
+    return f"{request.cluster.name}: {direction} ({why})"[:200]
 
 
 def failover_details(request: FailoverRequest) -> str:

@@ -20,10 +20,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
 from failover import visibility
+from failover.codec import data_converter_from_env
 
 # The dev server's defaults add ~50 ms to every activity round trip and fire timers ~1 s
 # late (transfer/timer queue poll rates, timer time shift). These make a local failover
@@ -39,6 +39,8 @@ FAST_DEV_SERVER_ARGS: tuple[str, ...] = (
 
 DEFAULT_NAMESPACE = "default"
 CONNECTION_FILE = "temporal.json"
+# The embedded Web UI's codec server (`failover codec-server`), when payloads are encrypted.
+UI_CODEC_ENDPOINT_ENV = "FAILOVER_TEMPORAL_UI_CODEC_ENDPOINT"
 
 
 def state_dir() -> Path:
@@ -136,14 +138,15 @@ def tls_from_env(env: Mapping[str, str] = os.environ) -> TLSConfig | bool:
 
 async def connect(endpoint: TemporalEndpoint) -> Client:
     """The embedded server in plain text; a configured one with TLS and an API key (from
-    TEMPORAL_API_KEY) when the environment says so."""
+    TEMPORAL_API_KEY) when the environment says so. Payloads are encrypted when the
+    environment names payload keys (failover.codec), whichever server it is."""
     configured = endpoint == configured_endpoint()
     api_key = os.environ.get("TEMPORAL_API_KEY") or None if configured else None
     tls = tls_from_env() if configured else False
     return await Client.connect(
         endpoint.address,
         namespace=endpoint.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter_from_env(),
         tls=tls if tls or not api_key else True,
         api_key=api_key,
     )
@@ -190,6 +193,8 @@ class EmbeddedTemporalServer:
             *FAST_DEV_SERVER_ARGS,
             *visibility.DEV_SERVER_ARGS,
         ]
+        if os.environ.get(UI_CODEC_ENDPOINT_ENV):
+            command += ["--ui-codec-endpoint", os.environ[UI_CODEC_ENDPOINT_ENV]]
         self.process = self._spawn(command)
         deadline = time.monotonic() + startup_seconds
         while True:
