@@ -1,15 +1,17 @@
 """Magento cache flushes after a switch: pages rendered while search was down are cached.
 
 Each cache target is flushed by its own activity; every flush is idempotent (flushing
-twice is harmless), so retries after a crash are safe. Passwords are read from the
-environment here, never carried in history.
+twice is harmless), so retries after a crash are safe. Passwords are read here (from
+the environment or AWS Secrets Manager), never carried in history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -24,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsCaller
 from activities.region import Clients, RegionalAws
-from activities.secrets import secret_from_env
+from activities.secrets import read_secret_async
 from failover.config import RedisCache, SsmCache, VarnishCache
 from failover.models import FlushRequest, FlushResult
 
@@ -32,11 +34,16 @@ SSM_DONE = {"Success", "Cancelled", "TimedOut", "Failed"}
 SSM_MIN_TIMEOUT_SECONDS = 30  # SendCommand refuses less
 VARNISH_TIMEOUT_SECONDS = 10.0  # what Magento's own purge uses
 
+log = logging.getLogger(__name__)
 
-def _secret(env_name: str | None) -> str | None:
-    if env_name is None:
+
+async def _redis_password(cache: RedisCache) -> str | None:
+    """From the environment variable or Secrets Manager secret the config names, if any."""
+    if cache.password_env is None and cache.password_secret is None:
         return None
-    return secret_from_env(env_name)
+    return await read_secret_async(
+        cache.password_env, cache.password_secret, f"redis {cache.name} password"
+    )
 
 
 class CacheActivities:
@@ -58,6 +65,19 @@ class CacheActivities:
         self.ec2 = AwsCaller(ec2_factory)
         self.regional = RegionalAws(clients) if clients is not None else None
         self.http_transport = http_transport
+        # A boto3 client takes 0.1-0.5 s to make (it reads the service model), and the
+        # first flush is the first call: made here in the background, the SSM flush of a
+        # failover does not wait for them (and the worker's event loop is not held).
+        threading.Thread(target=self._make_clients, name="cache-aws-clients", daemon=True).start()
+
+    def _make_clients(self) -> None:
+        """Makes the SSM and EC2 clients ahead of the first flush; a factory that fails is
+        left for that flush to call again and report."""
+        for caller in (self.ec2, self.ssm):
+            try:
+                caller.client  # noqa: B018 (the property makes and keeps the client)
+            except Exception as exc:  # reported by the flush that needs the client
+                log.debug("cache flush AWS client not made ahead: %s", exc)
 
     async def call_in(
         self, service: Literal["ssm", "ec2"], region: str | None, operation: str, **kwargs: Any
@@ -89,12 +109,13 @@ class CacheActivities:
         """FLUSHDB on the configured databases only: what `bin/magento cache:flush` does."""
         databases = [cache.db] + ([cache.page_cache_db] if cache.page_cache_db is not None else [])
         flushed = []
+        password = await _redis_password(cache)
         for db in databases:
             client = aioredis.Redis(
                 host=cache.host,
                 port=cache.port,
                 db=db,
-                password=_secret(cache.password_env),
+                password=password,
                 ssl=cache.tls,
                 socket_timeout=5,
                 socket_connect_timeout=5,
@@ -191,25 +212,32 @@ class CacheActivities:
     async def _wait_invocations(
         self, cache: SsmCache, command_id: str, instance_ids: list[str], region: str | None
     ) -> dict[str, str]:
+        """Each instance's final status. A round asks every unfinished instance at once (one
+        call's latency, not one per instance), the first right after SendCommand."""
         deadline = time.monotonic() + cache.timeout_seconds
         statuses = dict.fromkeys(instance_ids, "Pending")
+
+        async def status_of(instance_id: str) -> str:
+            try:
+                answer = await self.call_in(
+                    "ssm",
+                    region,
+                    "GetCommandInvocation",
+                    CommandId=command_id,
+                    InstanceId=instance_id,
+                )
+            except ApplicationError as err:
+                if err.type != "InvocationDoesNotExist":
+                    raise
+                return statuses[instance_id]  # not registered yet: poll again
+            return str(answer["Status"])
+
         while True:
-            for instance_id in instance_ids:
-                if statuses[instance_id] in SSM_DONE:
-                    continue
-                try:
-                    answer = await self.call_in(
-                        "ssm",
-                        region,
-                        "GetCommandInvocation",
-                        CommandId=command_id,
-                        InstanceId=instance_id,
-                    )
-                except ApplicationError as err:
-                    if err.type != "InvocationDoesNotExist":  # not registered yet: poll again
-                        raise
-                    continue
-                statuses[instance_id] = answer["Status"]
+            waiting = [i for i in instance_ids if statuses[i] not in SSM_DONE]
+            for instance_id, status in zip(
+                waiting, await asyncio.gather(*map(status_of, waiting)), strict=True
+            ):
+                statuses[instance_id] = status
             activity.heartbeat(statuses)
             if all(s in SSM_DONE for s in statuses.values()):
                 return statuses

@@ -12,7 +12,8 @@ import functools
 import json
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Generator
+from base64 import b64encode
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 
 import httpx
@@ -22,9 +23,16 @@ from botocore.session import Session as BotocoreSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.secrets import secret_from_env
+from activities.secrets import read_secret, read_secret_async, secret_from_manager
 from failover import metrics
-from failover.config import BasicAuth, ClusterConfig, ClusterSide, SigV4Auth, TlsSettings
+from failover.config import (
+    BasicAuth,
+    ClusterConfig,
+    ClusterSide,
+    SecretRef,
+    SigV4Auth,
+    TlsSettings,
+)
 from failover.decisions import BAD_ANSWER
 from failover.models import NodeProbe, ProbeSideInput, SideProbe
 
@@ -68,19 +76,100 @@ class AwsSigV4Auth(httpx.Auth):
         yield request
 
 
+BASIC_PASSWORD = "basic-auth password"
+# What a cluster answers to credentials it does not take.
+REFUSED_STATUSES = (401, 403)
+
+
 def basic_password(auth: BasicAuth) -> str:
-    """The basic-auth password, read from its environment variable now."""
-    return secret_from_env(auth.password_env, "basic-auth password")
+    """The basic-auth password, read now from its environment variable or (cached) from its
+    Secrets Manager secret; blocking on a cache miss."""
+    return read_secret(auth.password_env, auth.password_secret, BASIC_PASSWORD)
+
+
+def _basic_header(username: str, password: str) -> str:
+    return "Basic " + b64encode(f"{username}:{password}".encode()).decode()
+
+
+class SecretBasicAuth(httpx.Auth):
+    """Basic auth whose password is in AWS Secrets Manager, read before the first request
+    (in a thread, unless `prepare` did it). When the cluster refuses it (401 or 403), the
+    secret is read again once past the cache and the request sent again once with what it
+    now holds: a rotated password is picked up without a restart. A refused request whose
+    secret has not changed is not sent again."""
+
+    requires_request_body = True  # a request sent again needs its body
+
+    def __init__(self, username: str, secret: SecretRef) -> None:
+        self.username = username
+        self.secret = secret
+        self._password: str | None = None
+        self._reread_lock = asyncio.Lock()
+
+    async def prepare(self) -> None:
+        """Reads the password now, outside any per-request timeout."""
+        if self._password is None:
+            self._password = await read_secret_async(None, self.secret, BASIC_PASSWORD)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
+        await self.prepare()
+        used = self._password
+        assert used is not None
+        request.headers["Authorization"] = _basic_header(self.username, used)
+        response = yield request
+        if response.status_code not in REFUSED_STATUSES:
+            return
+        async with self._reread_lock:
+            if self._password == used:  # not yet re-read by another request of this client
+                self._password = await read_secret_async(
+                    None, self.secret, BASIC_PASSWORD, fresh=True
+                )
+            fresh = self._password
+        if fresh != used:
+            request.headers["Authorization"] = _basic_header(self.username, fresh)
+            yield request
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        request.read()
+        if self._password is None:
+            self._password = secret_from_manager(self.secret, BASIC_PASSWORD)
+        used = self._password
+        request.headers["Authorization"] = _basic_header(self.username, used)
+        response = yield request
+        if response.status_code not in REFUSED_STATUSES:
+            return
+        if self._password == used:
+            self._password = secret_from_manager(self.secret, BASIC_PASSWORD, fresh=True)
+        if self._password != used:
+            request.headers["Authorization"] = _basic_header(self.username, self._password)
+            yield request
 
 
 def http_auth(side: ClusterSide) -> httpx.Auth | None:
-    """Builds the request auth for a side, reading secrets from the environment now."""
+    """Builds the request auth for a side. A password from an environment variable is read
+    now; one from Secrets Manager when the first request goes out (SecretBasicAuth)."""
     auth = side.auth
     if isinstance(auth, BasicAuth):
+        if auth.password_secret is not None:
+            return SecretBasicAuth(auth.username, auth.password_secret)
         return httpx.BasicAuth(auth.username, basic_password(auth))
     if isinstance(auth, SigV4Auth):
         return AwsSigV4Auth(auth.region, auth.service)
     return None
+
+
+async def prepared_http_auth(side: ClusterSide) -> httpx.Auth | None:
+    """http_auth with its secret already read: a slow Secrets Manager then delays the probe
+    as a whole instead of timing out the nodes (which would look like a cluster down)."""
+    auth = http_auth(side)
+    if isinstance(auth, SecretBasicAuth):
+        await auth.prepare()
+    return auth
 
 
 def tls_verify(tls: TlsSettings) -> ssl.SSLContext | bool:
@@ -234,9 +323,11 @@ def probe_client(
     timeout_seconds: float,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    auth: httpx.Auth | None = None,
 ) -> httpx.AsyncClient:
+    """`auth`: one made already (prepared_http_auth); default: http_auth(side)."""
     return httpx.AsyncClient(
-        auth=http_auth(side),
+        auth=auth if auth is not None else http_auth(side),
         verify=tls_verify(side.tls),
         timeout=httpx.Timeout(timeout_seconds),
         transport=transport,
@@ -253,8 +344,9 @@ class SearchProbeActivities:
     @activity.defn(name="probe_side")
     async def probe_side(self, request: ProbeSideInput) -> SideProbe:
         settings = request.settings
+        auth = await prepared_http_auth(settings)
         async with probe_client(
-            settings, request.timeout_seconds, transport=self.transport
+            settings, request.timeout_seconds, transport=self.transport, auth=auth
         ) as client:
             probes = await asyncio.gather(
                 *(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -28,8 +30,10 @@ from activities.search_probe import (
     sigv4_headers,
     tls_verify,
 )
-from failover import decisions, names
+from failover import decisions, metrics, names
 from failover.config import BasicAuth, ClusterConfig, ClusterSide, MagentoIndices, SigV4Auth
+from failover.decisions.monitor import next_side_watch_confirming
+from failover.decisions.probe import all_refused, connection_failure
 from failover.models import (
     ClusterWatch,
     DataRecord,
@@ -39,11 +43,13 @@ from failover.models import (
     other_side,
 )
 
+log = logging.getLogger(__name__)
 BEAT_EVERY_SECONDS = 1.0
 # `GET /` (the cluster_uuid) is asked of a node when first reached (or reached again after
 # failing) and every this many rounds; the other rounds ask only _cluster/health, which
 # names the cluster too, and reuse the uuid last seen.
 IDENTITY_EVERY_ROUNDS = 10
+SIDES: tuple[Side, Side] = ("primary", "standby")
 
 
 class NodeFetcher:
@@ -99,20 +105,134 @@ class NodeFetcher:
         except TimeoutError:
             raise NodeUnreachable(f"timeout after {self.timeout_s:g}s") from None
         except aiohttp.ClientConnectorError as exc:
-            raise NodeUnreachable(f"connection failed: {exc.os_error or exc}") from None
+            # Named when the OS refused or had no route: the monitors' unambiguous evidence.
+            os_errno = getattr(exc.os_error, "errno", None)
+            raise NodeUnreachable(connection_failure(os_errno, str(exc.os_error or exc))) from None
         except aiohttp.ClientError as exc:
             raise NodeUnreachable(f"{type(exc).__name__}: {exc}") from None
 
 
 Clients = dict[Side, NodeFetcher]
 
+# Every this many seconds, while watches run, the young generations are collected and the
+# heap frozen: full passes then walk only what came since (a watch's state, its monitor's,
+# the rounds in flight), never the hundreds of thousands of objects that stay.
+FREEZE_EVERY_SECONDS = 2.0
+# Frozen watches that ended before the whole heap is collected: each leaves a few reference
+# cycles (its closed connections, some 4 KB) that only a full collection frees...
+RECLAIM_AFTER_ENDED_WATCHES = 1000
+# ... or this long after the last such collection, if any frozen watch ended since, or once
+# the frozen heap has doubled since (what else it let go, workflows say, is not counted; the
+# heap is, every RECLAIM_CHECK_FREEZES freezes: counting walks it, some 5 ms).
+RECLAIM_AFTER_SECONDS = 6 * 3600.0
+RECLAIM_AFTER_GROWTH = 2.0
+RECLAIM_CHECK_FREEZES = 30
+
+
+def heap_action(
+    *, since_freeze: float, ended_frozen: int, since_reclaim: float, frozen_growth: float
+) -> str | None:
+    """What the collector should do now, and why: `reclaim: …` (collect everything, frozen
+    part too, and freeze again), `freeze: …` (collect the young, freeze), or None.
+    `ended_frozen`: frozen watches that ended since the last reclaim, `since_reclaim`
+    seconds ago; `frozen_growth`: the frozen heap, last counted, against its size then."""
+    if ended_frozen >= RECLAIM_AFTER_ENDED_WATCHES:
+        return f"reclaim: {ended_frozen} frozen watches ended"
+    if ended_frozen and since_reclaim >= RECLAIM_AFTER_SECONDS:
+        return f"reclaim: {since_reclaim / 3600:.1f} h since the last, {ended_frozen} ended"
+    if frozen_growth >= RECLAIM_AFTER_GROWTH:
+        return f"reclaim: the frozen heap grew {frozen_growth:.1f} times"
+    if since_freeze >= FREEZE_EVERY_SECONDS:
+        return f"freeze: {since_freeze:.1f} s since the last"
+    return None
+
+
+class HeapFreezer:
+    """Keeps the long-lived heap out of the garbage collector's full passes.
+
+    A full collection walks every tracked object that is not frozen (`gc.freeze`): with
+    hundreds of watches (their sessions and connections, their inputs, the SDK's and the
+    monitors' state) it stops the event loop, and every probe round, for hundreds of
+    milliseconds. So while watches run, the heap is frozen every FREEZE_EVERY_SECONDS,
+    after a young collection (a pass over the newest objects only), so that little
+    garbage is frozen with it. Frozen objects are still freed when their last reference
+    goes (the rounds' objects, all of them); only reference cycles among frozen objects
+    wait for the reclaim, which unfreezes, collects everything and freezes again: one long
+    pause in hours (`heap_action`). Each watch reports its rounds and its end.
+    """
+
+    def __init__(self) -> None:
+        self.freezes = 0  # a watch's token: the freezes before it started
+        self.reclaims = 0
+        self.last_reclaim_ms = 0.0
+        self._frozen_at = time.monotonic()
+        self._ended_frozen = 0
+        self._reclaimed_at = time.monotonic()
+        self._frozen_after_reclaim = 0  # objects, counted at start-up and at each reclaim
+        self._frozen_growth = 1.0
+
+    def freeze(self, *, collect: int = 1) -> None:
+        """Collects the generations up to `collect` (2: a full pass, as at start-up; -1:
+        none), then freezes every tracked object."""
+        if collect >= 0:
+            gc.collect(collect)
+        gc.freeze()
+        self.freezes += 1
+        self._frozen_at = time.monotonic()
+        if collect == 2 or not self._frozen_after_reclaim:
+            self._frozen_after_reclaim = gc.get_freeze_count()
+        elif self.freezes % RECLAIM_CHECK_FREEZES == 0:
+            self._frozen_growth = gc.get_freeze_count() / self._frozen_after_reclaim
+
+    def reclaim(self) -> None:
+        """Collects the whole heap, frozen part too, and freezes it again (a long pause)."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        self.freeze(collect=2)
+        self.last_reclaim_ms = (time.perf_counter() - started) * 1000
+        self.reclaims += 1
+        self._ended_frozen = 0
+        self._frozen_growth = 1.0
+        self._reclaimed_at = time.monotonic()
+
+    def started(self) -> int:
+        """A watch started: its token for `ended`."""
+        return self.freezes
+
+    def ended(self, token: int) -> None:
+        """A watch ended; if it was frozen, its cycles wait for the reclaim."""
+        if token != self.freezes:
+            self._ended_frozen += 1
+
+    def after_round(self, now: float) -> None:
+        """Called by every watch after each round (`now`: time.monotonic()); cheap."""
+        if now - self._frozen_at < FREEZE_EVERY_SECONDS:
+            return
+        action = heap_action(
+            since_freeze=now - self._frozen_at,
+            ended_frozen=self._ended_frozen,
+            since_reclaim=now - self._reclaimed_at,
+            frozen_growth=self._frozen_growth,
+        )
+        if action is None:
+            return
+        if action.startswith("reclaim"):
+            self.reclaim()
+            log.info("%s; collecting the whole heap took %.0f ms", action, self.last_reclaim_ms)
+        else:
+            self.freeze()
+
 
 class ClusterWatchActivities:
     """`local_address` pins the probes' source address: in the sandbox each vantage worker
-    gets its own, so a partition can be injected for one vantage point alone."""
+    gets its own, so a partition can be injected for one vantage point alone. `heap`
+    freezes the watches' long-lived state (HeapFreezer); a worker process sets it."""
 
-    def __init__(self, *, local_address: str | None = None) -> None:
+    def __init__(
+        self, *, local_address: str | None = None, heap: HeapFreezer | None = None
+    ) -> None:
         self.local_address = local_address
+        self.heap = heap
         # How late each round started against its schedule (ms): the scale bench reads it.
         self.round_lateness_ms: deque[float] = deque(maxlen=200_000)
         self.node_probes = 0
@@ -136,29 +256,55 @@ class ClusterWatchActivities:
         identities: dict[str, str | None] = {}
         magento = cluster.magento if request.read_data else None
         data_next_at = time.monotonic()
+        instruments = metrics.watch_instruments(
+            activity.metric_meter(), cluster.name, request.vantage
+        )
         async with (
+            _frozen_when_settled(self.heap),
             self._clients(cluster) as clients,
             _beating(progress),
             _worker_shutdown() as shutdown,
         ):
             # Keep the cadence across watches: a watch that just returned a change must not
             # probe again at once, or a short outage would count one extra failing round.
+            # `next_at` is the next regular round (both sides, counted by the threshold);
+            # `fast_at` the next fast round, while a side's every node refuses (fast
+            # confirmation on): only that side, between the regular rounds.
+            fast = cluster.probe.fast_confirm_interval_seconds
             next_at = time.monotonic()
+            fast_at: float | None = None
             if reported.observed_at is not None:
-                next_at += max(0.0, reported.observed_at + interval - time.time())
-                if await _until_shutdown(shutdown, next_at - time.monotonic()):
+                since = time.time() - reported.observed_at
+                next_at += max(0.0, interval - since)
+                fast_at = _fast_round_at(view, fast, time.monotonic() - since, next_at)
+                wake = next_at if fast_at is None else fast_at
+                if await _until_shutdown(shutdown, wake - time.monotonic()):
                     return view
+            last_round_end = 0.0
             while True:
-                lateness = (time.monotonic() - next_at) * 1000
-                self.round_lateness_ms.append(lateness)
-                if magento is not None and time.monotonic() >= data_next_at:
-                    view.data = await _read_data(cluster, magento, clients, view)
-                    data_next_at = time.monotonic() + magento.check_every_seconds
-                view = await self._round(cluster, clients, view, identities)
-                progress.rounds += 1
+                regular = fast_at is None
+                started = time.monotonic()
+                if regular:
+                    # Late against its slot, or against a fast round that ran over it: the
+                    # watch's own probes are not lateness.
+                    lateness = (started - max(next_at, last_round_end)) * 1000
+                    self.round_lateness_ms.append(lateness)
+                    if magento is not None and time.monotonic() >= data_next_at:
+                        view.data = await _read_data(cluster, magento, clients, view)
+                        data_next_at = time.monotonic() + magento.check_every_seconds
+                    view = await self._round(cluster, clients, view, identities, instruments)
+                    progress.rounds += 1
+                    progress.max_lateness_ms = max(progress.max_lateness_ms, lateness)
+                else:
+                    sides = _fast_sides(view)
+                    view = await self._round(
+                        cluster, clients, view, identities, instruments, sides, counted=False
+                    )
+                last_round_end = time.monotonic()
+                if self.heap is not None:
+                    self.heap.after_round(last_round_end)
                 progress.last_round_at = view.observed_at or 0.0
                 progress.primary, progress.standby = view.primary.state, view.standby.state
-                progress.max_lateness_ms = max(progress.max_lateness_ms, lateness)
                 progress.view = view
                 # A first watch reports its first round, so the monitor counts only
                 # vantage points that have really probed; after that, only changes.
@@ -168,13 +314,16 @@ class ClusterWatchActivities:
                     or decisions.data_key(reported.data) != decisions.data_key(view.data)
                 ):
                     return view
-                next_at += interval
                 now = time.monotonic()
-                if next_at < now:  # a slow round (timeouts): skip the slots it overran
-                    next_at += ((now - next_at) // interval + 1) * interval
-                if next_at >= deadline:
+                if regular:
+                    next_at += interval
+                    if next_at < now:  # a slow round (timeouts): skip the slots it overran
+                        next_at += ((now - next_at) // interval + 1) * interval
+                fast_at = _fast_round_at(view, fast, started, next_at)
+                wake = next_at if fast_at is None else fast_at
+                if wake >= deadline:
                     return view
-                if await _until_shutdown(shutdown, next_at - now):
+                if await _until_shutdown(shutdown, wake - now):
                     return view
 
     async def _round(
@@ -183,8 +332,13 @@ class ClusterWatchActivities:
         clients: Clients,
         view: ClusterWatch,
         identities: dict[str, str | None],
+        instruments: dict[Side, metrics.SideInstruments],
+        sides: tuple[Side, ...] = SIDES,
+        *,
+        counted: bool = True,
     ) -> ClusterWatch:
-        sides: tuple[Side, Side] = ("primary", "standby")
+        """One round of `sides`: a regular round probes both and counts for the threshold;
+        a fast round (not `counted`) probes only the sides being confirmed refused."""
         record = view.data
         results = await asyncio.gather(
             *(
@@ -195,6 +349,7 @@ class ClusterWatchActivities:
                     identities,
                     view.rounds,
                     decisions.cluster_status_note(record.side(side) if record else None),
+                    instruments[side],
                 )
                 for side in sides
             )
@@ -202,17 +357,21 @@ class ClusterWatchActivities:
         now = time.time()
         probe = cluster.probe
         after = view.model_copy()
-        for side, (health, reason) in zip(sides, results, strict=True):
-            folded = decisions.next_side_watch(
+        for side, (health, reason, refused_nodes) in zip(sides, results, strict=True):
+            folded = next_side_watch_confirming(
                 view.side(side),
                 health,
                 reason,
                 now,
                 threshold=probe.failure_threshold,
                 window_seconds=probe.window_seconds,
+                refused_nodes=refused_nodes,
+                min_outage_seconds=probe.min_outage_seconds if probe.fast_confirm else None,
+                counted=counted,
             )
             setattr(after, side, folded)
-        after.rounds = view.rounds + 1
+            instruments[side].judged(health, folded.state)
+        after.rounds = view.rounds + 1 if counted else view.rounds
         after.observed_at = now
         return after
 
@@ -224,7 +383,9 @@ class ClusterWatchActivities:
         identities: dict[str, str | None],
         round_number: int,
         cluster_note: str | None,
-    ) -> tuple[decisions.SideHealth, str | None]:
+        instruments: metrics.SideInstruments,
+    ) -> tuple[decisions.SideHealth, str | None, int]:
+        """The side's health this round, why, and its node count if every node refused."""
         settings = cluster.side(side)
         timeout = cluster.probe.timeout_seconds
         urls = [str(n) for n in settings.nodes]
@@ -232,6 +393,7 @@ class ClusterWatchActivities:
             url: round_number % IDENTITY_EVERY_ROUNDS == 0 or url not in identities for url in urls
         }
         health_path = health_path_of(cluster)
+        started = time.monotonic()
         probes = await asyncio.gather(
             *(
                 probe_node_via(
@@ -240,6 +402,7 @@ class ClusterWatchActivities:
                 for url in urls
             )
         )
+        instruments.probed(time.monotonic() - started)
         self.node_probes += len(probes)
         for probe in probes:
             # A scoped health's 408 (an alias missing) is an answer: the node is there.
@@ -262,8 +425,8 @@ class ClusterWatchActivities:
         notes = {p.url: decisions.node_degraded(p) for p in probes}
         health, reason = decisions.side_health(problems, notes, down_share=cluster.probe.down_share)
         if health == "healthy" and cluster_note is not None:
-            return "degraded", f"{decisions.DEGRADED}: {cluster_note}"
-        return health, reason
+            return "degraded", f"{decisions.DEGRADED}: {cluster_note}", 0
+        return health, reason, len(problems) if all_refused(problems) else 0
 
     @contextlib.asynccontextmanager
     async def _clients(self, cluster: ClusterConfig) -> AsyncIterator[Clients]:
@@ -280,6 +443,28 @@ class ClusterWatchActivities:
                 for side, settings in sides.items()
             }
             yield clients
+
+
+def _fast_round_at(
+    view: ClusterWatch, fast: float | None, last_round: float, next_at: float
+) -> float | None:
+    """When the next fast round is due (`fast` seconds after the `last_round` began), or None
+    when none is: fast confirmation off, no side being confirmed refused, or the regular
+    round (`next_at`) comes about as soon."""
+    if fast is None or not _fast_sides(view):
+        return None
+    due = last_round + fast
+    return None if due > next_at - fast / 2 else due
+
+
+def _fast_sides(view: ClusterWatch) -> tuple[Side, ...]:
+    """The sides every node of which has refused since the last answer, not yet down: they
+    are probed every fast_confirm_interval_seconds until confirmed or answering."""
+    return tuple(
+        side
+        for side in SIDES
+        if view.side(side).refused_since is not None and view.side(side).state != "down"
+    )
 
 
 async def _read_data(
@@ -341,6 +526,19 @@ async def _beating(progress: WatchProgress) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def _frozen_when_settled(heap: HeapFreezer | None) -> AsyncIterator[None]:
+    """Tells `heap` (if any) that a watch runs, and when it ends."""
+    if heap is None:
+        yield
+        return
+    token = heap.started()
+    try:
+        yield
+    finally:
+        heap.ended(token)
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import pstats
+import re
 import resource
 import shutil
 import signal
@@ -77,9 +78,10 @@ from temporalio.runtime import (  # noqa: E402
     TelemetryFilter,
 )
 
+import activities.watch as watch_module  # noqa: E402
 import worker as worker_module  # noqa: E402
 from activities.aws import aws_client_factory  # noqa: E402
-from activities.watch import ClusterWatchActivities, NodeFetcher  # noqa: E402
+from activities.watch import ClusterWatchActivities, HeapFreezer, NodeFetcher  # noqa: E402
 from failover.client.operations import ensure_monitor  # noqa: E402
 from failover.client.temporal import EmbeddedTemporalServer  # noqa: E402
 from failover.config import AwsSettings, ClusterConfig, MonitorSettings, parse_config  # noqa: E402
@@ -105,11 +107,18 @@ ON_SCHEDULE = 0.95
 SIMS_PER_PROCESS = 4
 # Monitors are added in batches that stall the event loop less than this (probe clients).
 BATCH_STALL_MS = 300.0
+# ... and at most this many: each new monitor's first workflow tasks run in this process too,
+# and a burst of them outlasts their 2 s task timeout on a busy machine (then they run again).
+MAX_BATCH = 12
+# A batch slower than this to get its watches running halves the next (a quick one adds 2).
+SLOW_BATCH_SECONDS = 3.0
 # Monitors whose pending watch is described every half second (heartbeat age).
 HEARTBEAT_SAMPLE = 6
 # Monitors whose history is read across the ramp (quiet growth).
 QUIET_SAMPLE = 8
 HIST_REFRESH_SECONDS = 2.0
+# The ramp doubles the monitored clusters up to this many, then adds half each step.
+DOUBLE_UNTIL = 160
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 
@@ -283,25 +292,41 @@ class MotoProcess:
 
 
 class GcPauses:
-    """Pauses of the garbage collector in this process, by generation (ms)."""
+    """Pauses of the garbage collector in this process, by generation: wall time (ms), and
+    the thread's CPU time in them (less when the machine ran something else meanwhile)."""
 
     def __init__(self) -> None:
-        self.pauses: list[tuple[int, float]] = []
-        self._started = 0.0
+        self.pauses: list[tuple[int, float, float]] = []  # generation, wall ms, cpu ms
+        self._started = (0.0, 0.0)
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = (time.perf_counter(), time.thread_time())
         else:
-            self.pauses.append((info["generation"], (time.perf_counter() - self._started) * 1000))
+            wall, cpu = self._started
+            self.pauses.append(
+                (
+                    info["generation"],
+                    (time.perf_counter() - wall) * 1000,
+                    (time.thread_time() - cpu) * 1000,
+                )
+            )
 
     def since(self, mark: int) -> tuple[str, float]:
-        """A summary of the pauses since `mark`, and the longest (ms)."""
+        """A summary of the pauses since `mark` by generation, and the longest (ms)."""
         window = self.pauses[mark:]
-        full = [ms for generation, ms in window if generation == 2]
-        longest = max((ms for _, ms in window), default=0.0)
-        return f"gc {len(window)} runs ({len(full)} full), longest {longest:.0f} ms", longest
+        longest = max(window, key=lambda pause: pause[1], default=(0, 0.0, 0.0))
+        parts = []
+        for generation in range(3):
+            pauses = [ms for g, ms, _ in window if g == generation]
+            if pauses:
+                parts.append(f"gen{generation} {len(pauses)}x <= {max(pauses):.1f} ms")
+        summary = f"gc {', '.join(parts) or 'none'}"
+        if window:
+            cpu = sum(pause[2] for pause in window)
+            summary += f" (the longest used {longest[2]:.1f} ms CPU; {cpu:.0f} ms CPU in all)"
+        return summary, longest[1]
 
 
 class LogCounter(logging.Handler):
@@ -315,7 +340,9 @@ class LogCounter(logging.Handler):
         self.counts: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = str(record.msg).split(" (", 1)[0].split(". ", 1)[0].strip()[:90]
+        text = str(record.msg).split(" (", 1)[0].split(". ", 1)[0].strip()
+        # Core's lines name a run, a task token, a duration: one line per kind of warning.
+        text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|\{.*|\d+(\.\d+)?", "N", text)[:120]
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, asyncio.CancelledError):
             text += " (cancelled)"
@@ -345,8 +372,8 @@ class LogCounter(logging.Handler):
 class CountingWatch(ClusterWatchActivities):
     """The worker's real watch activity, counting the watches running right now per cluster."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, heap: HeapFreezer | None) -> None:
+        super().__init__(heap=heap)
         self.running: Counter[str] = Counter()
         self.retries = 0  # watches started again after failing (e.g. a heartbeat timeout)
         self.retried: list[str] = []
@@ -373,6 +400,7 @@ class CountingWatch(ClusterWatchActivities):
 
 @dataclass
 class Sample:
+    gc_mark: int  # garbage-collector pauses recorded so far
     at: float
     probes: int
     retries: int
@@ -409,7 +437,9 @@ class Step:
     heartbeat_age_max_s: float = math.nan
     gc: str = ""
     gc_longest_ms: float = 0.0
+    warm_up_gc_ms: float = 0.0  # the longest pause while the step's monitors started
     note: str = ""
+    starts: str = ""
 
     @property
     def on_schedule(self) -> bool:
@@ -452,11 +482,12 @@ class Step:
             f"rss={self.rss_mib:.0f} MiB; simulators cpu={self.sims_cores:.2f}; "
             f"{self.verdict}" + (f" ({'; '.join(notes)})" if notes else "") + "\n"
             f"    {self.rounds} rounds in {self.seconds:.1f} s after {self.warm_up_seconds:.1f} s "
-            f"warm-up; event loop thread {self.loop_cores:.2f} cores; temporal server "
+            f"warm-up{self.starts}; event loop thread {self.loop_cores:.2f} cores; temporal server "
             f"{self.temporal_cores:.2f}, moto {self.moto_cores:.2f}, other processes "
             f"{self.other_cores:.2f} (machine {self.machine_cores:.2f}/{CORES}); "
             f"heartbeat age seen by Temporal "
-            f"p99={self.heartbeat_age_p99_s:.2f} max={self.heartbeat_age_max_s:.2f} s; {self.gc}"
+            f"p99={self.heartbeat_age_p99_s:.2f} max={self.heartbeat_age_max_s:.2f} s; {self.gc}; "
+            f"while starting, the longest gc pause {self.warm_up_gc_ms:.0f} ms"
         )
 
 
@@ -483,9 +514,12 @@ class Bench:
     stall: float
     batch: int
     interval: float
-    gc_freeze: bool
+    heap: bool = False
     gc: GcPauses = field(default_factory=GcPauses)
     names: list[str] = field(default_factory=list)
+    batch_seconds: list[float] = field(default_factory=list)  # to start a batch's watches
+    batch_sizes: list[int] = field(default_factory=list)
+    max_batch: int = MAX_BATCH
     on_window: Callable[[], Awaitable[None]] | None = None
 
     # --- configs and monitors ---
@@ -531,18 +565,27 @@ class Bench:
             if self.batch > 0:
                 size = min(size, self.batch)
             configs = [self.ramp_config(len(self.names) + i) for i in range(size)]
+            began = time.monotonic()
             await asyncio.gather(*(start(c) for c in configs))
             started = [c.name for c in configs]
             self.names += started
             if self.batch > 0:
-                try:
+                # Slow to start, or the worker takes no more: warm_up tells.
+                with contextlib.suppress(AssertionError):
                     await wait_for(
                         _ready(lambda: all(self.watch.running[n] for n in started)),  # noqa: B023
                         what="the batch's watches",
                         timeout_s=self.stall,
                     )
-                except AssertionError:
-                    return  # the worker takes no more watches; warm_up and the step say so
+                took = time.monotonic() - began
+                self.batch_seconds.append(took)
+                self.batch_sizes.append(size)
+                # A busy worker runs new monitors' workflow tasks slowly, and those that
+                # outlast their 2 s timeout run again: fewer at a time, until they are quick.
+                if took > SLOW_BATCH_SECONDS:
+                    self.batch = max(2, self.batch // 2)
+                elif took < SLOW_BATCH_SECONDS / 2:
+                    self.batch = min(self.max_batch, self.batch + 2)
         if count < len(self.names):
             extra, self.names = self.names[count:], self.names[:count]
             await self.terminate(extra)
@@ -581,6 +624,7 @@ class Bench:
     def sample(self) -> Sample:
         process = self.server.process
         return Sample(
+            gc_mark=len(self.gc.pauses),
             at=time.monotonic(),
             probes=self.watch.node_probes,
             retries=self.watch.retries,
@@ -596,6 +640,7 @@ class Bench:
         self, clusters: int, start: Sample, *, profile: cProfile.Profile | None = None
     ) -> Step:
         await asyncio.sleep(self.settle)  # new watches' first rounds and connections
+        warm_up_gc_ms = max((ms for _, ms, _ in self.gc.pauses[start.gc_mark :]), default=0.0)
         watches = self.watch.watches
         if self.on_window is not None:
             await self.on_window()
@@ -640,6 +685,7 @@ class Bench:
             heartbeat_age_max_s=max(ages, default=math.nan),
             gc=gc_summary,
             gc_longest_ms=gc_longest,
+            warm_up_gc_ms=warm_up_gc_ms,
             note=note,
         )
 
@@ -668,12 +714,21 @@ class Bench:
 
     async def step(self, clusters: int, *, profile: cProfile.Profile | None = None) -> Step:
         start = self.sample()
+        mark = len(self.batch_seconds)
         await self.set_monitors(clusters)
         await self.warm_up(clusters)
-        if self.gc_freeze:
-            gc.freeze()  # what-if: a worker that freezes its heap once its monitors run
         step = await self.measure(clusters, start, profile=profile)
+        if batches := self.batch_seconds[mark:]:
+            sizes = self.batch_sizes[mark:]
+            step.starts = (
+                f" ({len(batches)} batches of {min(sizes)}-{max(sizes)}, "
+                f"{max(batches):.1f} s at most)"
+            )
         step.gc += f"; {len(gc.get_objects()):,} objects tracked, {gc.get_freeze_count():,} frozen"
+        if (heap := self.watch.heap) is not None:
+            step.gc += f" ({heap.freezes} freezes)"
+        if self.heap:
+            print(heap_census(), flush=True)
         return step
 
     async def history_lengths(self, names: list[str]) -> dict[str, int]:
@@ -708,9 +763,16 @@ class Bench:
             f"{a.activity_type.name} {PendingActivityState.Name(a.state)} attempt {a.attempt}"
             for a in description.raw_description.pending_activities
         ]
+        history = await self.client.get_workflow_handle(
+            monitor_workflow_id(waiting[0])
+        ).fetch_history()
+        kinds = Counter(
+            EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").lower() for e in history.events
+        )
         return (
             f"{len(waiting)} monitors have no running watch; e.g. {waiting[0]} has pending: "
-            f"{', '.join(pending) or 'nothing'}"
+            f"{', '.join(pending) or 'nothing'}; its history: "
+            + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
         )
 
 
@@ -727,6 +789,40 @@ async def client_creation_ms(cluster: ClusterConfig, rounds: int = 5) -> float:
         total += time.perf_counter() - started
         await fetcher.__aexit__(None, None, None)
     return total / rounds * 1000
+
+
+_last_census: Counter[str] = Counter()
+
+
+def heap_census(top: int = 20) -> str:
+    """What the collector's full pass walks: tracked objects (not frozen) by type, the
+    commonest ones and those that grew most since the last census."""
+    by_type: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        kind = type(obj)
+        module = str(getattr(kind, "__module__", None) or "?")
+        by_type[f"{module}.{kind.__qualname__}".removeprefix("builtins.")] += 1
+    grown = by_type - _last_census
+    _last_census.clear()
+    _last_census.update(by_type)
+    types = ", ".join(f"{name} {count:,}" for name, count in by_type.most_common(top))
+    growth = ", ".join(f"{name} +{count:,}" for name, count in grown.most_common(top))
+    return f"heap: by type: {types}\nheap: grown: {growth}"
+
+
+def garbage_census(top: int = 20) -> str:
+    """The cyclic garbage the process holds now (frozen or not), by type: what ended
+    watches leave for a full collection to reclaim."""
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.collect()
+    gc.set_debug(0)
+    kinds = Counter(type(o).__qualname__ for o in gc.garbage)
+    count = len(gc.garbage)
+    gc.garbage.clear()
+    gc.collect()
+    types = ", ".join(f"{name} {n:,}" for name, n in kinds.most_common(top))
+    return f"heap: cyclic garbage at the end: {count:,} objects: {types}"
 
 
 def _ready(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -868,8 +964,8 @@ class QuietTracker:
 
 
 async def ramp(bench: Bench, args: argparse.Namespace) -> Ramp:
-    """Doubles the clusters until a step fails (halves if the first fails), then bisects
-    between the best good step and the failed one above it."""
+    """Doubles the clusters (by half from DOUBLE_UNTIL on) until a step fails (halves if the
+    first fails), then bisects between the best good step and the failed one above it."""
     result = Ramp()
     count = args.start
     good: Step | None = None
@@ -913,7 +1009,7 @@ async def ramp(bench: Bench, args: argparse.Namespace) -> Ramp:
         good = step
         if failed is not None:
             break  # a good step below a failed one: refine between them
-        count *= 2
+        count = count * 2 if count < DOUBLE_UNTIL else count * 3 // 2
     if good is not None and failed is not None:
         low, high = good.clusters, failed.clusters
         for _ in range(args.refine):
@@ -968,7 +1064,13 @@ async def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
         worker_module.Worker = functools.partial(  # type: ignore[misc]
             worker_module.Worker, max_concurrent_activities=args.activity_slots
         )
-    watch = CountingWatch()
+    # What `python worker.py` does before its worker; the what-if keeps Python's defaults.
+    heap = None if args.gc_untuned else worker_module.tune_gc()
+    if args.gc_threshold:
+        gc.set_threshold(*args.gc_threshold)
+    if args.beat_every:
+        watch_module.BEAT_EVERY_SECONDS = args.beat_every  # what-if: fewer heartbeats
+    watch = CountingWatch(heap)
     task_queue = "probe-scale"
     worker = worker_module.build_worker(
         client, aws=AwsSettings(endpoint_url=moto_url), task_queue=task_queue, watch=watch
@@ -987,17 +1089,19 @@ async def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
         stall=args.stall,
         batch=args.batch or 0,
         interval=args.interval,
-        gc_freeze=args.gc_freeze,
+        heap=args.heap,
     )
     creation_ms = await client_creation_ms(bench.ramp_config(0))
     if args.batch is None:
-        bench.batch = max(1, int(BATCH_STALL_MS // (2 * creation_ms)))
+        bench.max_batch = max(1, min(MAX_BATCH, int(BATCH_STALL_MS // (2 * creation_ms))))
+        bench.batch = bench.max_batch
     config = worker.config()
     slots = (
         f"max_concurrent_activities={config.get('max_concurrent_activities')} "
         f"tuner={'set' if config.get('tuner') else None}"
         + (" (bench override: build_worker cannot set it)" if args.activity_slots else "")
-        + ("; what-if gc.freeze() after each warm-up" if args.gc_freeze else "")
+        + f"; gc thresholds {gc.get_threshold()}, "
+        + ("untuned (what-if)" if heap is None else "heap frozen as watches settle")
     )
     print(
         f"probe_scale: 1 worker process (pid {os.getpid()}) on {CORES} cores, {slots}; "
@@ -1015,6 +1119,8 @@ async def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
     )
 
     async with worker:
+        if heap is not None:
+            heap.freeze(collect=2)  # as `python worker.py` does once its worker runs
         per_refresh, refresh_kinds = await events_per_refresh(bench, args.refreshes)
         print(
             f"history: {per_refresh:g} events per refresh of the active side "
@@ -1036,6 +1142,8 @@ async def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
             print_profile(profile)
         quiet_kinds = await result.quiet.added_kinds() if result.quiet else Counter()
         await bench.set_monitors(0)
+        if args.heap:
+            print(garbage_census(), flush=True)
     report(result, per_refresh, per_return, task_queue, log, quiet_kinds)
 
 
@@ -1057,33 +1165,16 @@ def report(
         print(f"sustained: no step kept p99 lateness <= {P99_LIMIT_MS:g} ms and its schedule")
     else:
         print(
-            f"sustained: {best.probes_per_second:.0f} probes/s at {best.clusters} clusters "
-            f"(p99 lateness {best.p99_ms:.1f} ms), worker {best.worker_cores:.2f} cores, "
-            f"rss {best.rss_mib:.0f} MiB: {best.per_core:.0f} probes/s per core used "
-            f"(goal 1000); simulators {best.sims_cores:.2f} cores, temporal "
-            f"{best.temporal_cores:.2f}, machine {best.machine_cores:.2f}/{CORES}"
+            f"sustained: {best.probes_per_second:.0f} probes/s by one worker process at "
+            f"{best.watches} watches (p99 lateness {best.p99_ms:.1f} ms, longest GC pause "
+            f"{best.gc_longest_ms:.1f} ms), worker {best.worker_cores:.2f} cores of which the "
+            f"event loop {best.loop_cores:.2f}, rss {best.rss_mib:.0f} MiB: "
+            f"{best.per_core:.0f} probes/s per core used (goal 1000); simulators "
+            f"{best.sims_cores:.2f} cores, temporal {best.temporal_cores:.2f}, machine "
+            f"{best.machine_cores:.2f}/{CORES}"
         )
-    failing = [x for x in result.steps if not x.ok]
-    if failing:
-        first = failing[0]
-        causes = []
-        if first.loop_cores >= 0.8:
-            causes.append(
-                f"the event loop thread was busy {first.loop_cores:.2f} of the 1 core one "
-                "thread can use (all probing runs on it)"
-            )
-        if first.gc_longest_ms > P99_LIMIT_MS:
-            causes.append(f"a garbage-collector pause of {first.gc_longest_ms:.0f} ms")
-        if first.watches < first.clusters:
-            causes.append(f"only {first.watches} of {first.clusters} watches ran")
-        if first.retries or first.warm_up_retries:
-            causes.append(f"{first.retries + first.warm_up_retries} watches were retried")
-        if first.other_cores > 0.3:
-            causes.append(f"other processes used {first.other_cores:.2f} cores")
-        print(
-            f"limit: first failing step ({first.clusters} clusters, {first.verdict}): "
-            + ("; ".join(causes) or "no single cause measured")
-        )
+    limit = limit_causes(result)
+    print(f"limit: {'; '.join(limit) if limit else 'no step failed: --max-clusters reached'}")
     defaults = MonitorSettings()
     vantages = len(defaults.vantages(task_queue))
     refreshes_per_hour = 3600 / defaults.refresh_seconds
@@ -1110,7 +1201,44 @@ def report(
     print(f"history_events_per_cluster_hour={total:.1f}")
     if best is not None:
         print(f"probes_per_second_per_core={best.per_core:.0f}")
+        print(f"longest_gc_pause_ms={best.gc_longest_ms:.1f}")
+    print(f"limit={limit[1] if len(limit) > 1 else 'max clusters reached'}")
     print(f"probes_per_second={best.probes_per_second if best else 0:.0f}", flush=True)
+
+
+def limit_causes(result: Ramp) -> list[str]:
+    """What stopped the ramp, measured in the first failing step above the best one: the
+    step, then its causes, the likeliest first (empty when no step failed)."""
+    best = result.best
+    failing = [x for x in result.steps if not x.ok and (best is None or x.clusters > best.clusters)]
+    if not failing:
+        failing = [x for x in result.steps if not x.ok]
+    if not failing:
+        return []
+    first = failing[0]
+    causes = [f"first failing step {first.clusters} clusters, {first.verdict}"]
+    if first.gc_longest_ms > P99_LIMIT_MS:
+        causes.append(f"GC pause {first.gc_longest_ms:.0f} ms")
+    if first.loop_cores >= 0.8:
+        causes.append(
+            f"event loop CPU {100 * first.loop_cores:.0f}% (all probing runs on its one thread)"
+        )
+    if first.machine_cores >= 0.9 * CORES:
+        causes.append(
+            f"machine CPU {first.machine_cores:.2f}/{CORES} cores (worker "
+            f"{first.worker_cores:.2f}, simulators {first.sims_cores:.2f}, temporal server "
+            f"{first.temporal_cores:.2f}, other processes {first.other_cores:.2f})"
+        )
+    if first.watches < first.clusters:
+        causes.append(f"watches not starting ({first.watches} of {first.clusters} ran)")
+    if first.retries or first.warm_up_retries:
+        causes.append(f"watch retries ({first.retries + first.warm_up_retries})")
+    if len(causes) == 1:
+        causes.append(
+            f"no single cause measured (event loop CPU {100 * first.loop_cores:.0f}%, machine "
+            f"{first.machine_cores:.2f}/{CORES}, longest GC pause {first.gc_longest_ms:.0f} ms)"
+        )
+    return causes
 
 
 def print_profile(profile: cProfile.Profile) -> None:
@@ -1167,11 +1295,24 @@ def main() -> None:
         "as many as stall the event loop < 300 ms creating their probe clients)",
     )
     parser.add_argument(
-        "--gc-freeze",
+        "--gc-untuned",
         action="store_true",
-        help="what-if: gc.freeze() in the worker after each warm-up (the worker does not)",
+        help="what-if: the worker without its collector settings (worker.tune_gc)",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        help="what-if: gc.set_threshold(G0,G1,G2) instead of the worker's",
+    )
+    parser.add_argument(
+        "--beat-every",
+        type=float,
+        help="what-if: a watch heartbeats every this many seconds (the Temporal server's load)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile one window at the end")
+    parser.add_argument(
+        "--heap", action="store_true", help="after each step: what the collector walks, by type"
+    )
     args = parser.parse_args()
     args.window = args.window or (5.0 if args.quick else 20.0)
     args.settle = args.settle if args.settle is not None else (1.0 if args.quick else 2.0)

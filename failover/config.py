@@ -1,7 +1,8 @@
 """The YAML config: which clusters exist, how to probe them and how to move traffic.
 
 The file holds no secret values. A password is named by the environment variable
-that holds it; AWS credentials come from the standard AWS chain. That keeps the
+that holds it, or by its AWS Secrets Manager secret; AWS credentials come from the
+standard AWS chain. That keeps the
 whole cluster config safe to pass as workflow input and to show in history.
 """
 
@@ -20,12 +21,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A Secrets Manager secret's name (letters, digits and /_+=.@-) or its full ARN.
+SECRET_ID_PATTERN = r"^[A-Za-z0-9/_+=.@:-]{1,2048}$"
+SECRET_ARN_PATTERN = r"^arn:aws(-cn|-us-gov)?:secretsmanager:([a-z0-9-]+):\d{12}:secret:.+$"
+AWS_REGION_PATTERN = r"^[a-z]{2}(-gov)?(-[a-z]+)+-\d{1,2}$"
 SNS_TOPIC_ARN_PATTERN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$"
 
 
@@ -35,16 +41,98 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SecretRef(StrictModel):
+    """A secret in AWS Secrets Manager: its whole SecretString, or one key of the JSON object
+    it holds. Only this reference is in the config (and so in workflow history); the value is
+    read where it is used, inside the activity or at receiver start."""
+
+    secret_id: str = Field(pattern=SECRET_ID_PATTERN, description="the secret's name or ARN")
+    json_key: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a key of the JSON object the secret holds; unset: the whole SecretString",
+    )
+    region: str | None = Field(
+        default=None,
+        pattern=AWS_REGION_PATTERN,
+        description="where the secret lives; default: the ARN's Region, else aws.region",
+    )
+
+    @model_validator(mode="after")
+    def _arn_names_its_region(self) -> SecretRef:
+        problem = secret_ref_problem(self.secret_id, self.region)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def arn_region(self) -> str | None:
+        """The Region an ARN names (None for a plain name)."""
+        match = re.match(SECRET_ARN_PATTERN, self.secret_id)
+        return match.group(2) if match else None
+
+    def describe(self) -> str:
+        """Names the secret (and key) for messages; never its value."""
+        key = f", key {self.json_key!r}" if self.json_key is not None else ""
+        return f"secret {self.secret_id!r}{key}"
+
+
+def secret_ref_problem(secret_id: str, region: str | None) -> str | None:
+    """An ARN must be a Secrets Manager secret's, and agree with `region` when both are set."""
+    if not secret_id.startswith("arn:"):
+        return None
+    match = re.match(SECRET_ARN_PATTERN, secret_id)
+    if match is None:
+        return f"{secret_id!r} is not a Secrets Manager secret ARN (arn:aws:secretsmanager:...)"
+    if region is not None and region != match.group(2):
+        return f"region {region} differs from the Region in the ARN ({match.group(2)})"
+    return None
+
+
+def secret_source_problem(
+    name: str, env: str | None, secret: SecretRef | None, *, required: bool
+) -> str | None:
+    """Where a secret comes from: `<name>_env` or `<name>_secret`, never both; one of them
+    when the secret is required."""
+    if env is not None and secret is not None:
+        return f"set only one of {name}_env or {name}_secret, not both"
+    if required and env is None and secret is None:
+        return (
+            f"set {name}_env (the environment variable holding it) or a valid "
+            f"{name}_secret (its AWS Secrets Manager secret)"
+        )
+    return None
+
+
+def _check_secret_source(
+    name: str, env: str | None, info: ValidationInfo, *, required: bool
+) -> str | None:
+    """For a field validator on `<name>_env`, declared after `<name>_secret` so that the
+    secret's validated value is in `info.data` (a missing pair is reported at the _env path,
+    where it always was)."""
+    problem = secret_source_problem(name, env, info.data.get(f"{name}_secret"), required=required)
+    if problem is not None:
+        raise ValueError(problem)
+    return env
+
+
 class NoAuth(StrictModel):
     type: Literal["none"] = "none"
 
 
 class BasicAuth(StrictModel):
-    """HTTP basic auth; the password is read from `password_env` inside the activity."""
+    """HTTP basic auth; the password is read inside the activity from the environment variable
+    `password_env` names, or from the Secrets Manager secret `password_secret` names."""
 
     type: Literal["basic"]
     username: str = Field(min_length=1)
-    password_env: str = Field(pattern=ENV_VAR_PATTERN)
+    password_secret: SecretRef | None = None
+    password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN, validate_default=True)
+
+    @field_validator("password_env")
+    @classmethod
+    def _one_password_source(cls, env: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_source("password", env, info, required=True)
 
 
 class SigV4Auth(StrictModel):
@@ -116,6 +204,56 @@ class ProbeSettings(StrictModel):
         description="the failing rounds must all fall in this window (default: 3 x threshold "
         "x (interval + timeout))",
     )
+    fast_confirm_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="while every node of a side refuses the connection (or has no route), "
+        "probe that side this often instead of every interval_seconds; off when unset",
+    )
+    min_outage_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=300,
+        description="a side every node of which has refused for this long, with no answer "
+        "in between, is down without waiting for failure_threshold rounds; off when unset",
+    )
+
+    @model_validator(mode="after")
+    def _fast_confirm_fits(self) -> ProbeSettings:
+        """Both fast-confirmation settings or neither, and a fast interval that is fast."""
+        fast, outage = self.fast_confirm_interval_seconds, self.min_outage_seconds
+        if (fast is None) != (outage is None):
+            given, missing = (
+                ("fast_confirm_interval_seconds", "min_outage_seconds")
+                if outage is None
+                else ("min_outage_seconds", "fast_confirm_interval_seconds")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is not: fast confirmation needs both (or "
+                f"neither, to keep only the failure_threshold rule)"
+            )
+        if fast is None or outage is None:
+            return self
+        problems: list[str] = []
+        if fast >= self.interval_seconds:
+            problems.append(
+                f"fast_confirm_interval_seconds {fast:g} is not shorter than "
+                f"interval_seconds {self.interval_seconds:g}: it would not be faster"
+            )
+        if outage < fast:
+            problems.append(
+                f"min_outage_seconds {outage:g} is shorter than fast_confirm_interval_seconds "
+                f"{fast:g}: rounds that far apart cannot measure an outage that short"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def fast_confirm(self) -> bool:
+        """Whether a side refused by every node is confirmed down by `min_outage_seconds`."""
+        fast, outage = self.fast_confirm_interval_seconds, self.min_outage_seconds
+        return fast is not None and outage is not None
 
     @model_validator(mode="after")
     def _window_fits_rounds(self) -> ProbeSettings:
@@ -264,11 +402,23 @@ class NotifySettings(StrictModel):
     """Where phase changes and results go: an SNS topic, a Slack-compatible webhook, or both."""
 
     sns_topic_arn: str | None = Field(default=None, pattern=SNS_TOPIC_ARN_PATTERN)
+    webhook_url_secret: SecretRef | None = Field(
+        default=None, description="the Secrets Manager secret holding the incoming-webhook URL"
+    )
     webhook_url_env: str | None = Field(
         default=None,
         pattern=ENV_VAR_PATTERN,
         description="the environment variable holding the incoming-webhook URL (a secret)",
     )
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _one_webhook_source(cls, env: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_source("webhook_url", env, info, required=False)
+
+    @property
+    def has_webhook(self) -> bool:
+        return self.webhook_url_env is not None or self.webhook_url_secret is not None
 
 
 class Route53Switch(StrictModel):
@@ -361,8 +511,14 @@ class RedisCache(StrictModel):
     port: int = Field(default=6379, ge=1, le=65535)
     db: int = Field(default=0, ge=0, le=15)
     page_cache_db: int | None = Field(default=None, ge=0, le=15)
+    password_secret: SecretRef | None = None
     password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
     tls: bool = False
+
+    @field_validator("password_env")
+    @classmethod
+    def _one_password_source(cls, env: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_source("password", env, info, required=False)
 
 
 class VarnishCache(StrictModel):
@@ -611,6 +767,20 @@ class AwsSettings(StrictModel):
 
     region: str = "us-east-1"
     endpoint_url: AnyHttpUrl | None = None
+    secrets_cache_seconds: float = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="how long a value read from AWS Secrets Manager is used before it is "
+        "read again",
+    )
+    secrets_reread_seconds: float = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="a refused login reads its secret again past the cache at most once "
+        "per this long, per secret",
+    )
 
 
 SNS_TOPIC_ARN = SNS_TOPIC_ARN_PATTERN
@@ -675,24 +845,51 @@ class EventBridgeSettings(StrictModel):
         "carrying 'sha256=<hex>' of '<timestamp>.<body>'",
     )
     timestamp_header: str = Field(default="X-Failover-Timestamp", pattern=r"^[A-Za-z0-9-]{1,64}$")
-    secret_env: str = Field(pattern=ENV_VAR_PATTERN)
+    secret_secret: SecretRef | None = Field(
+        default=None, description="the shared secret, from AWS Secrets Manager"
+    )
+    secret_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN, validate_default=True)
     max_age_seconds: float = Field(default=300, gt=0, le=86400)
+
+    @field_validator("secret_env")
+    @classmethod
+    def _one_secret_source(cls, env: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_source("secret", env, info, required=True)
 
 
 class AlertmanagerSettings(StrictModel):
     """Alertmanager webhooks (version 4): a bearer token or basic auth, never neither."""
 
+    bearer_token_secret: SecretRef | None = None
     bearer_token_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
     basic_username: str | None = Field(default=None, min_length=1)
+    basic_password_secret: SecretRef | None = None
     basic_password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _one_bearer_source(cls, env: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_source("bearer_token", env, info, required=False)
+
+    @field_validator("basic_password_env")
+    @classmethod
+    def _one_basic_source(cls, env: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_source("basic_password", env, info, required=False)
 
     @model_validator(mode="after")
     def _one_method(self) -> AlertmanagerSettings:
-        basic = self.basic_username is not None or self.basic_password_env is not None
-        if basic and (self.basic_username is None or self.basic_password_env is None):
-            raise ValueError("basic auth needs both basic_username and basic_password_env")
-        if basic == (self.bearer_token_env is not None):
-            raise ValueError("set exactly one of bearer_token_env or basic auth")
+        password = self.basic_password_env is not None or self.basic_password_secret is not None
+        bearer = self.bearer_token_env is not None or self.bearer_token_secret is not None
+        basic = self.basic_username is not None or password
+        if basic and (self.basic_username is None or not password):
+            raise ValueError(
+                "basic auth needs both basic_username and basic_password_env "
+                "(or basic_password_secret)"
+            )
+        if basic == bearer:
+            raise ValueError(
+                "set exactly one of bearer_token_env (or bearer_token_secret) or basic auth"
+            )
         return self
 
 
@@ -740,7 +937,7 @@ class ReceiverSettings(StrictModel):
         return self
 
 
-REGION_PATTERN = r"^[a-z]{2}(-gov)?(-[a-z]+)+-\d{1,2}$"
+REGION_PATTERN = AWS_REGION_PATTERN
 ARN_PARTITION = r"arn:aws(-cn|-us-gov)?"
 ELB_ARN_PREFIX = rf"^{ARN_PARTITION}:elasticloadbalancing:[a-z0-9-]+:\d{{12}}"
 ALB_ARN_PATTERN = ELB_ARN_PREFIX + r":loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+$"
@@ -1014,10 +1211,16 @@ SECRET_WORDS = ("password", "secret", "token", "key")
 def _describe(err: ErrorDetails) -> str:
     path = _error_path(err["loc"])
     last = str(err["loc"][-1]).lower() if err["loc"] else ""
-    if err["type"] == "extra_forbidden" and any(word in last for word in SECRET_WORDS):
+    in_reference = any(str(part).endswith("_secret") for part in err["loc"][:-1])
+    if (
+        err["type"] == "extra_forbidden"
+        and not in_reference
+        and any(word in last for word in SECRET_WORDS)
+    ):
         return (
             f"{path}: secret values do not belong in the config file; name the environment "
-            f"variable that holds it instead (e.g. password_env)"
+            f"variable that holds it instead (e.g. password_env), or its AWS Secrets Manager "
+            f"secret (e.g. password_secret: {{secret_id: ...}})"
         )
     message = err["msg"].removeprefix("Value error, ")
     return f"{path}: {message}"

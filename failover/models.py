@@ -18,6 +18,7 @@ from failover.config import (
     MagentoIndices,
     RedisCache,
     SearchPathCheck,
+    SecretRef,
     SsmCache,
     StorefrontCheck,
     StorefrontConfig,
@@ -408,6 +409,65 @@ class FailoverRequest(BaseModel):
     accept_stale: OperatorRequest | None = None
 
 
+def _rounded(seconds: float) -> str:
+    """Seconds to one decimal, without a trailing .0: 340, 2.5."""
+    return f"{seconds:.1f}".removesuffix(".0")
+
+
+class RtoTerm(BaseModel):
+    """One part of a predicted recovery time, and where its figure comes from."""
+
+    name: str
+    seconds: float
+    note: str
+    # Inside a drill's measured RTO (its switch started → verified): not detection.
+    in_drill: bool = True
+
+
+class RtoPrediction(BaseModel):
+    """A failover's recovery time on the real system (fault → verified switch), predicted
+    from config and what AWS said of the switch: term by term, the largest named with what
+    would shorten it. `failover.decisions.rto.predict_rto` makes it."""
+
+    terms: list[RtoTerm]
+    total_seconds: float
+    largest: str
+    advice: str
+    # An outage in which every node refuses: fast confirmation's detection, and the total.
+    fast_detection_seconds: float | None = None
+    fast_total_seconds: float | None = None
+    caveats: list[str] = Field(default_factory=list)  # what the total leaves out or risks
+
+    @property
+    def drill_seconds(self) -> float:
+        """The part a drill measures: from its switch, no detection."""
+        return sum(t.seconds for t in self.terms if t.in_drill)
+
+    def term(self, name: str) -> RtoTerm | None:
+        return next((t for t in self.terms if t.name == name), None)
+
+    def headline(self) -> str:
+        largest = self.term(self.largest)
+        seconds = largest.seconds if largest is not None else 0.0
+        share = round(100 * seconds / self.total_seconds) if self.total_seconds > 0 else 0
+        return (
+            f"predicted RTO {_rounded(self.total_seconds)} s; {self.largest} "
+            f"{_rounded(seconds)} s is {share}% of it: {self.advice}"
+        )
+
+    def lines(self) -> list[str]:
+        out = [self.headline()]
+        out += [f"  {t.name} {_rounded(t.seconds)} s: {t.note}" for t in self.terms]
+        if self.fast_detection_seconds is not None and self.fast_total_seconds is not None:
+            out.append(
+                f"  every node refusing (fast confirmation): detected in "
+                f"{_rounded(self.fast_detection_seconds)} s, predicted RTO "
+                f"{_rounded(self.fast_total_seconds)} s"
+            )
+        out += [f"  note: {c}" for c in self.caveats]
+        return out
+
+
 class RecordChange(BaseModel):
     name: str
     type: str
@@ -432,6 +492,7 @@ class FailoverPlan(BaseModel):
     # promotion that would follow a verified switch.
     data: list[str] = Field(default_factory=list)
     data_refusal: str | None = None  # what preflight's data checks would refuse now
+    rto: RtoPrediction | None = None  # the recovery time predicted on the real system
 
     def lines(self) -> list[str]:
         out = [
@@ -449,6 +510,8 @@ class FailoverPlan(BaseModel):
         out += [f"flush: {c}" for c in self.caches]
         out += [f"check: {c}" for c in self.checks]
         out += [f"data: {d}" for d in self.data]
+        if self.rto is not None:
+            out += [f"rto: {line}" for line in self.rto.lines()]
         return out
 
 
@@ -518,6 +581,12 @@ class SideWatch(BaseModel):
         default=None,
         description="epoch seconds of the first failing round of the current streak (the "
         "vantage point's clock); None when not failing, or from a watch older than the field",
+    )
+    refused_since: float | None = Field(
+        default=None,
+        description="epoch seconds of the first round of the current run of rounds in which "
+        "every node refused the connection (or had no route); None otherwise. While set and "
+        "not down, the side is probed every probe.fast_confirm_interval_seconds",
     )
 
 
@@ -748,6 +817,8 @@ class DrillReport(BaseModel):
     plans: list[FailoverResult] = Field(default_factory=list)
     dry_run: bool = False
     files: ReportFiles | None = None
+    # The RTO predicted from config on the real system, beside the one measured.
+    rto_predicted: RtoPrediction | None = None
 
 
 class WriteReportInput(BaseModel):
@@ -766,6 +837,7 @@ class Notification(BaseModel):
     text: str
     sns_topic_arn: str | None = None
     webhook_url_env: str | None = None
+    webhook_url_secret: SecretRef | None = None  # the reference only; read in the activity
 
 
 class NotificationSent(BaseModel):

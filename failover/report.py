@@ -30,11 +30,28 @@ def _offset(at: datetime, origin: datetime) -> float:
 
 def headline(report: DrillReport) -> str:
     rto = _seconds(report.rto_seconds)
+    predicted = report.rto_predicted
+    beside = f", predicted {predicted.drill_seconds:.1f} s" if predicted is not None else ""
     return (
         f"Drill {report.verdict.upper()} for {report.cluster}: RTO {rto} "
-        f"(target {report.rto_target_seconds:g} s), storefront "
+        f"(target {report.rto_target_seconds:g} s{beside}), storefront "
         f"{report.storefront_failed_requests} failed of {report.storefront_total_requests}"
     )
+
+
+def prediction_facts(report: DrillReport) -> list[str]:
+    """The RTO predicted on the real system beside the one measured: the drill measures from
+    its switch, so detection is left out of the comparison and named apart."""
+    predicted = report.rto_predicted
+    if predicted is None:
+        return []
+    detection = predicted.total_seconds - predicted.drill_seconds
+    return [
+        f"predicted on the real system, from config: {predicted.drill_seconds:.1f} s for the "
+        f"same span (measured {_seconds(report.rto_seconds)}), {predicted.total_seconds:.1f} s "
+        f"from a fault, with {detection:.1f} s to detect it and hand over",
+        predicted.headline(),
+    ]
 
 
 def _step_rows(steps: list[StepTiming], origin: datetime) -> list[str]:
@@ -67,7 +84,22 @@ def facts(report: DrillReport) -> list[str]:
         lines.append(
             "the failure confirmation was skipped: a drill switches a healthy primary on purpose"
         )
-    return lines
+    return lines + prediction_facts(report)
+
+
+def _prediction_rows(report: DrillReport) -> list[tuple[str, str, str]]:
+    """(term, seconds, note) of the prediction; terms outside a drill's span say so."""
+    predicted = report.rto_predicted
+    if predicted is None:
+        return []
+    return [
+        (
+            term.name,
+            f"{term.seconds:.1f} s",
+            term.note if term.in_drill else f"{term.note} (not in a drill)",
+        )
+        for term in predicted.terms
+    ]
 
 
 def to_markdown(report: DrillReport) -> str:
@@ -86,6 +118,12 @@ def to_markdown(report: DrillReport) -> str:
             "| --- | --- | --- | --- | --- |",
             *_step_rows(run.steps, origin),
         ]
+    rows = _prediction_rows(report)
+    if rows:
+        lines += ["", "## Predicted RTO", "", "| term | seconds | from |", "| --- | --- | --- |"]
+        for name, seconds, note in rows:
+            cell = note.replace("|", "\\|")
+            lines.append(f"| {name} | {seconds} | {cell} |")
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +190,16 @@ def to_html(report: DrillReport) -> str:
         tables.append(
             f"<h2>{title}</h2><table><tr><th>step</th><th>start</th><th>duration</th>"
             f"<th>outcome</th><th>detail</th></tr>{rows}</table>"
+        )
+    predicted = _prediction_rows(report)
+    if predicted:
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{seconds}</td><td>{html.escape(note)}</td></tr>"
+            for name, seconds, note in predicted
+        )
+        tables.append(
+            f"<h2>Predicted RTO</h2><table><tr><th>term</th><th>seconds</th><th>from</th></tr>"
+            f"{rows}</table>"
         )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

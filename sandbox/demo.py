@@ -71,24 +71,31 @@ async def monitor_watching(client: Client, cluster: str, vantages: list[str]) ->
 
 
 async def failover_started_by_monitor(
-    client: Client, cluster: str
+    client: Client, cluster: str, since: datetime | None = None
 ) -> WorkflowHandle[object, FailoverResult]:
-    """The failover run the monitor starts, once it exists."""
-    handle = client.get_workflow_handle(failover_workflow_id(cluster), result_type=FailoverResult)
+    """The failover run the monitor starts, once it exists. With `since` (the fault), only
+    a run started after it: on a sandbox that failed over and back before, the cluster's
+    last run is the failback. The handle is pinned to that run."""
+    workflow_id = failover_workflow_id(cluster)
+    handle = client.get_workflow_handle(workflow_id, result_type=FailoverResult)
+    run_ids: list[str] = []
 
     async def exists() -> bool:
         try:
-            await handle.describe()
+            description = await handle.describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False
             raise
+        if since is not None and description.start_time < since:
+            return False
+        run_ids.append(description.run_id)
         return True
 
     await wait_for(
         exists, what="the monitor to start the failover", timeout_s=DETECTION_DEADLINE_SECONDS
     )
-    return handle
+    return client.get_workflow_handle(workflow_id, run_id=run_ids[-1], result_type=FailoverResult)
 
 
 def rto_seconds(fault_at: datetime, result: FailoverResult) -> float | None:
@@ -155,7 +162,7 @@ async def run_demo(sandbox: Sandbox) -> dict[str, Any]:
         watch = StorefrontWatch(url)
         watching = asyncio.create_task(watch.run(http, fault_at_monotonic))
 
-        handle = await failover_started_by_monitor(sandbox.client, cluster.name)
+        handle = await failover_started_by_monitor(sandbox.client, cluster.name, fault_at)
         result = await handle.result()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watch.recovered.wait(), RECOVERY_GRACE_SECONDS)

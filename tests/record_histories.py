@@ -195,6 +195,12 @@ async def test_record_monitor_failed_over(monitor_stack: Stack) -> None:
     replayed = await make_replayer().replay_workflow(history)
     assert replayed.replay_failure is None
     _save(HISTORIES / "monitor_failed_over.json", history)
+    # The run the monitor started: confirmed already, it probes once beside its snapshot.
+    run = monitor_stack.client.get_workflow_handle(failover_workflow_id(name))
+    run_history = await run.fetch_history()
+    _scrub_machine_names(run_history)
+    assert (await make_replayer().replay_workflow(run_history)).replay_failure is None
+    _save(HISTORIES / "dns_monitor_started.json", run_history)
 
 
 async def test_record_monitor_alarm_not_confirmed(monitor_stack: Stack) -> None:

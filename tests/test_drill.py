@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from activities.aws import aws_client_factory
 from failover import decisions, visibility
 from failover.client.operations import (
     abort_drill,
@@ -25,12 +26,12 @@ from failover.client.operations import (
     start_failback,
     start_or_attach_failover,
 )
-from failover.config import AppConfig, ClusterConfig, parse_config
+from failover.config import AppConfig, AwsSettings, ClusterConfig, parse_config
 from failover.models import DrillReport, FailoverResult, FailoverStatus, Outcome
 from failover.names import drill_schedule_id, failover_workflow_id
 from failover.report import to_html, to_markdown
 from sandbox.search_sim import FaultMode, NodeFault
-from sandbox.stack import PRIMARY_SIM
+from sandbox.stack import PRIMARY_SIM, RECORD_NAME
 from sandbox.waiting import wait_for
 from tests.conftest import Stack
 
@@ -105,6 +106,14 @@ async def test_failback_refuses_to_run_beside_a_failover(stack: Stack) -> None:
 
 
 async def test_plan_lists_the_changes_and_changes_nothing(stack: Stack) -> None:
+    # The record carries a longer TTL than switch.ttl (1 s): the run would wait that out.
+    route53 = aws_client_factory(AwsSettings(endpoint_url=stack.moto_url), "route53")()
+    change = {"Name": RECORD_NAME, "Type": "CNAME", "TTL": 300}
+    change["ResourceRecords"] = [{"Value": stack.cluster.switch.primary_value}]
+    route53.change_resource_record_sets(
+        HostedZoneId=stack.zone_id,
+        ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": change}]},
+    )
     result = await plan_failover(stack.client, stack.cluster, task_queue=stack.task_queue)
     assert result.result == Outcome.PLANNED
     plan = result.plan
@@ -113,6 +122,16 @@ async def test_plan_lists_the_changes_and_changes_nothing(stack: Stack) -> None:
     assert plan.record.from_value == stack.cluster.switch.primary_value
     assert plan.record.to_value == stack.cluster.switch.standby_value
     assert plan.confirmation.startswith("3 probe round(s) of the primary")
+    # The predicted RTO, with the TTL the record has now, as `failover plan` prints it and
+    # as its --json writes it.
+    assert plan.rto is not None and plan.rto.largest == "TTL"
+    ttl = plan.rto.term("TTL")
+    assert ttl is not None and ttl.seconds == 300
+    assert "switch.ttl 1 s applies after this switch" in ttl.note
+    assert f"rto: {plan.rto.headline()}" in plan.lines()
+    assert "TTL 300 s is" in plan.rto.headline()
+    dumped = result.model_dump(mode="json")["plan"]["rto"]
+    assert dumped["largest"] == "TTL" and dumped["total_seconds"] == plan.rto.total_seconds
     assert [s.name for s in result.steps] == ["snapshot"]
     assert stack.record_values() == [stack.cluster.switch.primary_value]
     # Only reads reached AWS.
@@ -146,6 +165,10 @@ async def test_drill_passes_and_leaves_the_primary_active(stack: Stack, tmp_path
     page = await asyncio.to_thread(Path(report.files.html).read_text)
     assert markdown == to_markdown(report)
     assert "<svg" in page and "RTO" in page
+    # The written report sets the measured RTO beside the one predicted from config.
+    assert report.rto_predicted is not None
+    assert f"predicted {report.rto_predicted.drill_seconds:.1f} s" in markdown
+    assert "<h2>Predicted RTO</h2>" in page
 
 
 async def test_drill_on_a_sick_system_is_skipped(stack: Stack, tmp_path: Path) -> None:

@@ -304,7 +304,7 @@ async def test_a_failed_cache_flush_warns_but_keeps_a_healthy_switch(stack: Stac
     assert result.flushed == []
     assert result.warnings == [
         "cache flush failed: magento-redis: environment variable "
-        "FAILOVER_TEST_UNSET_PASSWORD is not set"
+        "FAILOVER_TEST_UNSET_PASSWORD (redis magento-redis password) is not set"
     ]
     flush = [s for s in result.steps if s.name == "flush"]
     assert [s.outcome for s in flush] == ["warning"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from failover.client.operations import (
     watch_progress,
 )
 from failover.config import ClusterConfig
+from failover.decisions.monitor import REFUSED_BY_ALL, confirmed_by_refusal
 from failover.models import (
     FailoverRecord,
     FailoverResult,
@@ -688,3 +690,121 @@ async def test_a_manual_failover_is_seen_and_starts_the_cooldown(
     status = await monitor.status()
     assert status.state.cooldown_until is not None
     assert not [e for e in status.state.events if e.kind == "failover_started"]
+
+
+# --- fast confirmation: every node refusing is confirmed by the outage's length ----------
+
+FAST_PROBE = {
+    "interval_seconds": 1.0,
+    "fast_confirm_interval_seconds": 0.2,
+    "min_outage_seconds": 1.0,
+}
+# Beyond min_outage plus one interval, for the vantage point's own rounds on a busy machine.
+FAST_SLACK_S = 0.5
+
+
+async def test_refused_by_all_is_confirmed_within_min_outage_and_an_interval(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    monitor = await monitor_of(tuned(monitor_stack.cluster, probe=FAST_PROBE))
+    probe = monitor.cluster.probe
+    assert probe.min_outage_seconds is not None
+    limit_s = probe.min_outage_seconds + probe.interval_seconds
+    faulted_at = time.time()
+    await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+
+    async def failover_started() -> bool:
+        return bool((await monitor.status()).state.failovers)
+
+    # The threshold rule alone needs three rounds (2 to 3 s here), plus the run's start.
+    await wait_for(
+        failover_started, what="a failover on the refusals", timeout_s=limit_s + DETECTION_SLACK_S
+    )
+    status = await monitor.status()
+    [run] = status.state.failovers
+    down = [view.primary for view in status.state.views.values() if view.primary.state == "down"]
+    assert len(down) >= 2, status.state.views
+    assert all(confirmed_by_refusal(side) for side in down), down
+    assert all(side.failing_rounds < probe.failure_threshold for side in down), down
+    # When the quorum's (second) vantage point saw it down, on the vantage points' clock.
+    down_at = sorted(side.changed_at for side in down if side.changed_at is not None)
+    quorum_down_s = down_at[1] - faulted_at
+    started_s = run.started_at.timestamp() - faulted_at
+    print(
+        f"refused by all: quorum down {quorum_down_s:.2f}s, failover started {started_s:.2f}s "
+        f"after the fault (limit {limit_s:.1f}s + {FAST_SLACK_S}s)"
+    )
+    assert quorum_down_s <= limit_s + FAST_SLACK_S
+    assert re.search(
+        r"^failing over: primary down from [23] of 3 vantage points \(quorum 2\): "
+        r"down: refused by all nodes from [23] of 3 vantage points for 1\.\d s$",
+        run.reason,
+    ), run.reason
+    result = await monitor.failover_result()
+    assert result.result == Outcome.FAILED_OVER, result.reason
+    assert monitor_stack.record_values() == [STANDBY_VALUE]
+
+
+async def test_a_half_second_refusal_blip_is_not_failed_over(
+    monitor_stack: Stack, monitor_of: MonitorFactory
+) -> None:
+    """All nodes refuse for 0.5 s, then answer: a vantage point that probed the blip goes
+    suspect on it and recovers in its fast rounds; none sees the primary down."""
+    monitor = await monitor_of(tuned(monitor_stack.cluster, probe=FAST_PROBE))
+    blip_s = 0.5
+
+    def observed(events: list[MonitorEvent], what: str) -> set[str]:
+        return {
+            e.reason.split(" sees ", 1)[0]
+            for e in events
+            if e.kind == "observed" and what in e.reason
+        }
+
+    async def probed_healthy_since(healed_at: float) -> bool:
+        """Every vantage point has probed the primary since the heal, and the monitor holds
+        their views of it healthy: each blip is over everywhere before the next."""
+        progress = await monitor.progress()
+        views = (await monitor.status()).state.views
+        return (
+            len(progress) == 3
+            and all(
+                p.last_round_at > healed_at and p.primary == "healthy" for p in progress.values()
+            )
+            and len(views) == 3
+            and all(v.primary.state == "healthy" for v in views.values())
+        )
+
+    async def blip_over_a_round() -> float:
+        """Starts the blip a quarter second before a vantage point's next regular round (the
+        watches probe in step, so a blip at a random moment would often fall between
+        rounds), and ends it 0.5 s later; the time it ended."""
+        progress = await monitor.progress()
+        last = progress[monitor.cluster.monitor.vantage_points[0]].last_round_at
+        interval = monitor.cluster.probe.interval_seconds
+        now = time.time()
+        next_round = last + math.ceil((now + 0.5 - last) / interval) * interval
+        await asyncio.sleep(next_round - 0.25 - now)  # to the schedule, not a condition
+        await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.DOWN))
+        await asyncio.sleep(blip_s)  # the blip's length
+        await fault_all(monitor_stack, PRIMARY_SIM, NodeFault(FaultMode.HEALTHY))
+        return time.time()
+
+    saw: set[str] = set()
+    for _ in range(3):  # a round late by more than a quarter second misses the blip
+        healed_at = await blip_over_a_round()
+        await wait_for(
+            lambda: probed_healthy_since(healed_at),  # noqa: B023 - awaited in this iteration
+            what="every vantage point to probe the primary healthy after the blip",
+        )
+        events = (await monitor.status()).state.events
+        suspect = observed(events, f"primary: suspect: {REFUSED_BY_ALL}")
+        saw = suspect & observed(events, f"primary: {decisions.RECOVERED} after")
+        if saw:
+            break
+    assert saw, [e.reason for e in events if e.kind == "observed"]
+    await observe_quietly(monitor, rounds=3)
+    events = (await monitor.status()).state.events
+    assert not observed(events, "primary down"), [e.reason for e in events]
+    decision = (await monitor.status()).state.last_decision
+    assert decision is not None and decision.reason.startswith(decisions.NOT_CONFIRMED)
+    print(f"0.5 s blip probed by {sorted(saw)}: suspect, recovered, no failover")

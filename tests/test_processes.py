@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import yaml
 from sandbox.net import free_port
 from sandbox.stack import SANDBOX_AWS_ENV
 from sandbox.waiting import wait_until
+from tests.metric_names import missing_metric_names, sample_value, used_metric_names
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +167,8 @@ def test_operator_flow_with_a_separate_worker(
         assert resumed.returncode == 0 and "resumed by" in resumed.stdout
 
         listed = cli(env, "status")
-        assert listed.returncode == 0 and "catalog-search: failed_over" in listed.stdout
+        row = re.compile(r"^catalog-search\s+standby\s+done\s+failed_over\s", re.M)
+        assert listed.returncode == 0 and row.search(listed.stdout), listed.stdout
     finally:
         code = stop(worker)
     assert code == 0, worker_log.read_text()
@@ -353,58 +359,121 @@ def test_drill_commands_end_to_end(
     assert code == 0, worker_log.read_text()
 
 
+class _DeletedWebhook(BaseHTTPRequestHandler):
+    """A chat webhook that was deleted: every post is answered 410 Gone, for good."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(410)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def deleted_webhook() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DeletedWebhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks/deleted"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_worker_metrics_and_json_logs_after_a_failover(
     sandbox: dict[str, Any], env: dict[str, str], tmp_path: Path
 ) -> None:
-    """`/metrics` on the worker: the SDK's own and ours (results, step durations, probes)."""
+    """`/metrics` on the worker (the SDK's own and ours: results, step durations, probes,
+    failed notifications, the monitor's rounds) after its monitor failed over, and on the
+    alarm receiver: every metric the Prometheus rules and the Grafana dashboard query is
+    exported by one of them."""
     address = f"127.0.0.1:{free_port()}"
-    worker_env = env | {"TEMPORAL_ADDRESS": sandbox["temporal"]["address"]}
+    receiver_address = f"127.0.0.1:{free_port()}"
+    receiver_port = free_port()
+    config = _with_receiver(sandbox["config_path"], tmp_path, receiver_port)
+    raw = yaml.safe_load(config.read_text())
+    raw["clusters"][0]["notify"] = {"webhook_url_env": "TEST_WEBHOOK_URL"}
+    config.write_text(yaml.safe_dump(raw))
     worker_log = tmp_path / "worker.log"
-    worker = spawn_worker(
-        [
-            "--config",
-            sandbox["config_path"],
-            "--no-monitors",
-            "--metrics-address",
-            address,
-            "--log-format",
-            "json",
-        ],
-        worker_env,
-        worker_log,
-    )
-    try:
-        wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker")
-        assert cli(env, "sandbox", "fault", "es-primary", "all", "down").returncode == 0
-        assert cli(env, "trigger", "catalog-search").returncode == 0
+    receiver_log = tmp_path / "receiver.log"
+    with deleted_webhook() as webhook_url:
+        worker_env = env | {
+            "TEMPORAL_ADDRESS": sandbox["temporal"]["address"],
+            "TEST_WEBHOOK_URL": webhook_url,
+        }
+        # With its monitor: it watches from this worker's vantage point (and the sandbox's
+        # two probe workers), so the monitor's metrics are here too.
+        worker = spawn_worker(
+            ["--config", config, "--metrics-address", address, "--log-format", "json"],
+            worker_env,
+            worker_log,
+        )
+        with receiver_log.open("w") as log:
+            receiver = subprocess.Popen(
+                [BIN / "failover", "receiver", "--config", config],
+                env=env
+                | {"TEST_AM_TOKEN": "t0ken-value", "FAILOVER_METRICS_ADDRESS": receiver_address},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            wait_until(lambda: "worker polling" in worker_log.read_text(), "the worker")
+            wait_until(lambda: f":{receiver_port}" in receiver_log.read_text(), "the receiver")
+            refused = httpx.post(
+                f"http://127.0.0.1:{receiver_port}/alarms/alertmanager",
+                json=_alert("firing"),
+                headers={"Authorization": "Bearer wrong"},
+            )
+            assert refused.status_code == 403
+            assert cli(env, "sandbox", "fault", "es-primary", "all", "down").returncode == 0
 
-        def finished() -> bool:
-            state = json_of(cli(env, "status", "catalog-search", "--json"))
-            return "result" in state
+            def finished() -> bool:
+                done = cli(env, "status", "catalog-search", "--json")
+                return done.returncode == 0 and "result" in json.loads(done.stdout)
 
-        wait_until(finished, "the failover to finish")
+            wait_until(finished, "the monitor's failover to finish")
 
-        def scraped() -> str | None:
-            text = httpx.get(f"http://{address}/metrics").text
-            return text if "failover_results" in text else None
+            def scraped() -> str | None:
+                text = httpx.get(f"http://{address}/metrics").text
+                ours = ("failover_results{", "failover_notifications_failed{")
+                return text if all(name in text for name in ours) else None
 
-        text = wait_until(scraped, "our metrics on /metrics")
-    finally:
-        code = stop(worker)
+            text = wait_until(scraped, "our metrics on /metrics")
+            receiver_text = httpx.get(f"http://{receiver_address}/metrics").text
+        finally:
+            code = stop(worker)
+            receiver_code = stop(receiver)
     assert code == 0, worker_log.read_text()
+    assert receiver_code == 0, receiver_log.read_text()
     lines = text.splitlines()
     [result] = [line for line in lines if line.startswith("failover_results{")]
     assert 'cluster="catalog-search"' in result and 'result="failed_over"' in result
-    assert result.endswith(" 1")
+    assert 'trigger="monitor"' in result and result.endswith(" 1")
     assert any(
         line.startswith("failover_step_seconds_count{") and 'step="switch"' in line
         for line in lines
     )
     assert any(line.startswith("search_probes{") and 'outcome="failed"' in line for line in lines)
     assert any(line.startswith("temporal_workflow_completed") for line in lines)  # the SDK's
+    # The deleted webhook: "switching" and the result, each failed for good.
+    failed = sample_value(text, "failover_notifications_failed", cluster="catalog-search")
+    assert failed is not None and failed >= 1
+    # This worker's own vantage point sees the dead primary, and the standby serving.
+    seen = {"cluster": "catalog-search", "vantage": "search-failover"}
+    assert sample_value(text, "monitor_side_up", **seen, side="primary") == 0
+    assert sample_value(text, "monitor_side_up", **seen, side="standby") == 1
+    assert sample_value(receiver_text, "alarms", endpoint="alertmanager", status="403") == 1
+    # Every name the alerts and the dashboard query is exported.
+    assert not missing_metric_names(used_metric_names(), [text, receiver_text])
     # --log-format json: one object a line; a run's lines carry its workflow id and cluster.
     records = [json.loads(line) for line in worker_log.read_text().splitlines()]
     assert {"time", "level", "logger", "message"} <= set(records[0])
     runs = [r for r in records if r.get("workflow_id") == "failover-catalog-search"]
     assert runs and all(r["cluster"] == "catalog-search" for r in runs)
     assert any("failed_over" in r["message"] for r in runs)
+    # The webhook URL is a secret: no log line names it (httpx logs each request's URL).
+    assert webhook_url not in worker_log.read_text()

@@ -13,7 +13,9 @@ would get stuck the same way. No Temporal server is needed.
 
 Adding a history: drop the JSON file into tests/histories/; it is picked up automatically.
 `*_before_tell_monitor.json` are runs recorded before the `tell-monitor` patch (the run
-signals the monitor at its end): they keep the unpatched path replaying.
+signals the monitor at its end), `*_before_side_by_side.json` before `verify-side-by-side`
+(the verify checks one after the other): they keep the unpatched paths replaying.
+`dns_monitor_started.json` is the failover a monitor started (`probe-with-snapshot`).
 
 When a replay test fails, do not re-record to make it pass. Keep running workflows working
 by guarding the change with `workflow.patched("<change-id>")` (old path when it returns
@@ -26,7 +28,8 @@ run recorded with the old code will ever be replayed by the new one. Then re-rec
     .venv/bin/pytest tests/record_histories.py
 
 which runs the scenarios on a real dev server and overwrites dns_failed_over, dns_rolled_back,
-dns_aborted, nlb_failed_over, monitor_failed_over, monitor_alarm_not_confirmed, with
+dns_aborted, nlb_failed_over, monitor_failed_over (and the run it started,
+dns_monitor_started), monitor_alarm_not_confirmed, with
 replication dns_promoted, reseed_reseeded and dns_failback_reseeded, and on the two-Region
 sandbox region_failed_over and region_rolled_back in tests/histories/
 (other files, such as the crash history, are left alone and must be refreshed the way they
@@ -118,7 +121,7 @@ class ProbeFirstFailoverWorkflow(FailoverWorkflow):
 
 
 async def test_a_changed_workflow_fails_replay() -> None:
-    path = HISTORIES / "dns_failed_over.json"
+    path = HISTORIES / "dns_failed_over_before_side_by_side.json"
     history = load_history(path)
     with pytest.raises(workflow.NondeterminismError) as raised:
         await make_replayer(ProbeFirstFailoverWorkflow).replay_workflow(history)

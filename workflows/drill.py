@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.verify import VerifyActivities
     from failover import decisions, names, visibility
     from failover.config import ClusterConfig
+    from failover.decisions.rto import predict_rto
     from failover.models import (
         AbortRequest,
         CheckResult,
@@ -348,6 +349,8 @@ class DrillWorkflow:
             failback=self._failback,
             plans=self._plan,
             dry_run=self._request.dry_run,
+            # From config: the drill reads the switch only inside its failover runs.
+            rto_predicted=predict_rto(cluster) if workflow.patched("rto-prediction") else None,
         )
 
     # --- operators ---------------------------------------------------------------------------

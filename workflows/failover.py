@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.verify import VerifyActivities
     from failover import decisions, metrics, names, visibility
     from failover.config import ClusterConfig
+    from failover.decisions.rto import predict_rto
     from failover.models import (
         AbortRequest,
         ApproveRequest,
@@ -90,6 +91,8 @@ class FailoverWorkflow:
         self._target_data: DataSnapshot | None = None
         self._accepted_missing: set[str] = set()
         self._data_refusal: str | None = None
+        self._ever_paused = False
+        self._early_rounds: dict[Side, asyncio.Task[dict[str, str | None]]] = {}
 
     @workflow.run
     async def run(self, request: FailoverRequest) -> FailoverResult:
@@ -152,6 +155,7 @@ class FailoverWorkflow:
     async def _runbook(self, cluster: ClusterConfig) -> FailoverResult:
         switcher = make_switcher(cluster, self._steps)
 
+        self._start_early_rounds(cluster)
         async with self._steps.step("snapshot"):
             snapshot = await switcher.snapshot()
         active, unknown = switcher.active_side(snapshot)
@@ -186,7 +190,11 @@ class FailoverWorkflow:
         if (aborted := await self._checkpoint("preflight")) is not None:
             return aborted
         async with self._steps.step("preflight") as preflight:
-            refusal = decisions.preflight_refusal(await self._probe_target(cluster, target), target)
+            first = self._early_round(target)
+            problems = await (first if first is not None else self._probe(cluster, target))
+            if cluster.magento is not None:  # a missing alias is for the data checks to name
+                problems = decisions.defer_to_data(problems)
+            refusal = decisions.preflight_refusal(problems, target)
             if refusal is not None and workflow.patched("preflight-retry"):
                 # Runs recorded before this patch refused on the first round.
                 refusal = await fit_to_take_traffic(
@@ -218,6 +226,64 @@ class FailoverWorkflow:
 
         await self._flush_caches(cluster, "flush")
 
+        if workflow.patched("verify-side-by-side"):
+            problem = await self._verify_side_by_side(cluster, switcher, target)
+        else:
+            problem = await self._verify_one_by_one(cluster, switcher, target)
+        if problem is None:
+            await self._promote(cluster, target)
+            if request.trigger == "failback" and cluster.promotes:
+                await self._restore_replication(cluster, active)
+            outcome = Outcome.FAILED_OVER_WITH_WARNINGS if self._warnings else Outcome.FAILED_OVER
+            return self._finish(outcome, self._request.reason)
+
+        async with self._steps.step("rollback"):
+            await self._rollback(switcher, snapshot, problem)
+        await self._flush_caches(cluster, "flush_after_rollback")
+        return self._finish(Outcome.ROLLED_BACK, f"rolled back: {problem}")
+
+    def _verify_checks(
+        self, cluster: ClusterConfig, switcher: Switcher, target: Side
+    ) -> list[tuple[str, Callable[[], Awaitable[str | None]]]]:
+        """The checks of a switch, in the order their problems are reported."""
+        checks: list[tuple[str, Callable[[], Awaitable[str | None]]]] = [
+            ("verify", lambda: self._check_switched_path_together(cluster, switcher, target))
+        ]
+        if cluster.magento is not None and cluster.verify.search_path:
+            checks.append(("verify_indices", lambda: self._check_indices(cluster, target)))
+        if cluster.verify.storefront is not None:
+            checks.append(("verify_storefront", lambda: self._check_storefront(cluster)))
+        return checks
+
+    async def _verify_side_by_side(
+        self, cluster: ClusterConfig, switcher: Switcher, target: Side
+    ) -> str | None:
+        """The checks together: each reads on its own (the switched path, the aliases
+        through it, the storefront through Varnish, every cache already flushed), so the
+        switch is verified when the slowest passes, not after the sum of all three (and
+        `verify`'s own three reads are made together too). Once
+        one has failed for good the others make no further attempt: the rollback waits
+        for none. The first problem in check order is the one reported."""
+        checks = self._verify_checks(cluster, switcher, target)
+        failed: list[str] = []
+
+        async def run(name: str, check: Callable[[], Awaitable[str | None]]) -> str | None:
+            async with self._steps.step(name) as verify:
+                problem = await self._verify(check, cluster, stop=lambda: bool(failed))
+                if problem is not None:
+                    failed.append(name)
+                    verify.end("failed", problem)
+            return problem
+
+        since = len(self._status.steps)
+        problems = await asyncio.gather(*(run(name, check) for name, check in checks))
+        self._steps.in_order(since, [name for name, _ in checks])
+        return next((p for p in problems if p is not None), None)
+
+    async def _verify_one_by_one(
+        self, cluster: ClusterConfig, switcher: Switcher, target: Side
+    ) -> str | None:
+        """Runs recorded before `verify-side-by-side`: each check after the last passed."""
         async with self._steps.step("verify") as verify:
             problem = await self._verify(
                 lambda: self._check_switched_path(cluster, switcher, target), cluster
@@ -234,17 +300,7 @@ class FailoverWorkflow:
                 problem = await self._verify(lambda: self._check_storefront(cluster), cluster)
                 if problem is not None:
                     verify.end("failed", problem)
-        if problem is None:
-            await self._promote(cluster, target)
-            if request.trigger == "failback" and cluster.promotes:
-                await self._restore_replication(cluster, active)
-            outcome = Outcome.FAILED_OVER_WITH_WARNINGS if self._warnings else Outcome.FAILED_OVER
-            return self._finish(outcome, self._request.reason)
-
-        async with self._steps.step("rollback"):
-            await self._rollback(switcher, snapshot, problem)
-        await self._flush_caches(cluster, "flush_after_rollback")
-        return self._finish(Outcome.ROLLED_BACK, f"rolled back: {problem}")
+        return problem
 
     # --- notifications -----------------------------------------------------------------------
 
@@ -315,6 +371,7 @@ class FailoverWorkflow:
     @workflow.update(name=names.PAUSE_UPDATE)
     async def pause(self, request: PauseRequest) -> FailoverStatus:
         self._paused_by = request.who_and_why()
+        self._ever_paused = True
         self._status.paused_by = self._paused_by
         return self.status()
 
@@ -362,13 +419,38 @@ class FailoverWorkflow:
         threshold = 1 if self._request.confirmation is not None else probe.failure_threshold
         rounds: list[dict[str, str | None]] = []
         for round_number in range(1, threshold + 1):
-            problems = await self._probe(cluster, active)
+            first = self._early_round(active) if round_number == 1 else None
+            problems = await (first if first is not None else self._probe(cluster, active))
             rounds.append(problems)
             if decisions.side_down_reason(problems, probe.down_share) is None:
                 break
             if round_number < threshold:
                 await workflow.sleep(timedelta(seconds=probe.interval_seconds))
         return decisions.confirmation_refusal(rounds, threshold, probe.down_share)
+
+    def _start_early_rounds(self, cluster: ClusterConfig) -> None:
+        """When the monitor started the run (its vantage points already saw the outage),
+        one probe round of each side starts with the snapshot instead of after it: the
+        active side's is confirm's fresh round, the other's is preflight's first. They are
+        as fresh as rounds started after the snapshot's read (one call earlier); a pause in
+        between makes them stale, and confirm and preflight then probe again."""
+        request = self._request
+        if request.confirmation is None or request.dry_run or request.skip_confirmation:
+            return
+        if not workflow.patched("probe-with-snapshot"):  # runs recorded before probed after
+            return
+        sides: tuple[Side, Side] = ("primary", "standby")
+        for side in sides:
+            task = asyncio.ensure_future(self._probe(cluster, side))
+            # An unused round's failure is nobody's: confirm and preflight probe again.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._early_rounds[side] = task
+
+    def _early_round(self, side: Side) -> asyncio.Task[dict[str, str | None]] | None:
+        """The round started with the snapshot for `side`, once, unless a pause made it
+        stale (an operator may hold the run for minutes)."""
+        task = self._early_rounds.pop(side, None)
+        return None if self._ever_paused else task
 
     async def _flush_caches(self, cluster: ClusterConfig, step: str) -> None:
         """Flushes the app caches, then Varnish (`flush_stages`); a failed flush is a
@@ -387,9 +469,13 @@ class FailoverWorkflow:
             self._steps.mark_last(step, "warning", "; ".join(failed))
 
     async def _verify(
-        self, check: Callable[[], Awaitable[str | None]], cluster: ClusterConfig
+        self,
+        check: Callable[[], Awaitable[str | None]],
+        cluster: ClusterConfig,
+        stop: Callable[[], bool] | None = None,
     ) -> str | None:
-        """Runs one verification check up to verify_attempts times; None once it passes."""
+        """Runs one verification check up to verify_attempts times; None once it passes.
+        `stop`: true once another check has failed for good; no attempt is made after."""
         problem: str | None = None
         attempts = cluster.probe.verify_attempts
         for attempt in range(1, attempts + 1):
@@ -399,6 +485,8 @@ class FailoverWorkflow:
             workflow.logger.warning("verify attempt %d of %d: %s", attempt, attempts, problem)
             if attempt < attempts:
                 await workflow.sleep(timedelta(seconds=cluster.probe.interval_seconds))
+                if stop is not None and stop():
+                    break
         return problem
 
     async def _check_switched_path(
@@ -411,20 +499,39 @@ class FailoverWorkflow:
         down = decisions.side_down_reason(await self._probe_target(cluster, target))
         if down is not None:
             return f"verify failed: new side not serving: {down}"
-        if cluster.verify.search_path is not None:
-            check = cluster.verify.search_path
-            side = cluster.side(target)
-            result = await self._check(
-                VerifyActivities.check_search_path,
-                SearchPathRequest(
-                    check=check, side=side, yellow_policy=cluster.probe.yellow_policy
-                ),
-                check.timeout_seconds,
-                f"search via {check.url}",
-            )
-            if result.problem is not None:
-                return f"verify failed: {result.problem}"
-        return None
+        return await self._search_path_problem(cluster, target)
+
+    async def _check_switched_path_together(
+        self, cluster: ClusterConfig, switcher: Switcher, target: Side
+    ) -> str | None:
+        """The three reads of `_check_switched_path` side by side (none needs another's
+        answer); the first problem in its order is the one reported."""
+        control, nodes, path = await asyncio.gather(
+            switcher.control_plane_problem(target),
+            self._probe_target(cluster, target),
+            self._search_path_problem(cluster, target),
+        )
+        if control is not None:
+            return control
+        down = decisions.side_down_reason(nodes)
+        if down is not None:
+            return f"verify failed: new side not serving: {down}"
+        return path
+
+    async def _search_path_problem(self, cluster: ClusterConfig, target: Side) -> str | None:
+        """Search through the switched path, as Magento reaches it (if configured)."""
+        check = cluster.verify.search_path
+        if check is None:
+            return None
+        result = await self._check(
+            VerifyActivities.check_search_path,
+            SearchPathRequest(
+                check=check, side=cluster.side(target), yellow_policy=cluster.probe.yellow_policy
+            ),
+            check.timeout_seconds,
+            f"search via {check.url}",
+        )
+        return None if result.problem is None else f"verify failed: {result.problem}"
 
     async def _check_switch_target(self, cluster: ClusterConfig, target: Side) -> str | None:
         """Who answers where the switch will point: the record's value as resolved, or the
@@ -652,6 +759,8 @@ class FailoverWorkflow:
         )
         plan.data = data
         plan.data_refusal = self._data_refusal
+        if workflow.patched("rto-prediction"):  # dry runs recorded before it had none
+            plan.rto = predict_rto(cluster, live=snapshot)
         return self._finish(Outcome.PLANNED, "dry run: nothing changed", plan=plan)
 
     # --- bookkeeping -----------------------------------------------------------------------

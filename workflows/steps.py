@@ -154,6 +154,12 @@ class StepRecorder:
             )
         )
 
+    def in_order(self, since: int, names: list[str]) -> None:
+        """Steps run side by side are recorded as each ends; from index `since` on, put
+        them back in `names` order, so the timeline reads the same whichever ended first."""
+        steps = self.status.steps
+        steps[since:] = sorted(steps[since:], key=lambda s: names.index(s.name))
+
     def mark_last(self, name: str, outcome: str, detail: str) -> None:
         steps = self.status.steps
         if steps and steps[-1].name == name:
@@ -210,7 +216,7 @@ class Notifier:
 
     def send(self, event: str, text: str) -> None:
         channels = self.channels
-        if channels.sns_topic_arn is None and channels.webhook_url_env is None:
+        if channels.sns_topic_arn is None and not channels.has_webhook:
             return
         if self._enabled is None:
             self._enabled = self.patch is None or workflow.patched(self.patch)
@@ -225,6 +231,7 @@ class Notifier:
                     text=f"{self.name}: {text}",
                     sns_topic_arn=channels.sns_topic_arn,
                     webhook_url_env=channels.webhook_url_env,
+                    webhook_url_secret=channels.webhook_url_secret,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,

@@ -98,8 +98,8 @@ def verified_at(failover: FailoverResult) -> datetime | None:
     ]
     if not verify or any(s.outcome != "ok" for s in verify):
         return None
-    last = verify[-1]
-    return last.started_at + timedelta(seconds=last.seconds)
+    # The checks may run side by side: the switch is verified when the last one ends.
+    return max(s.started_at + timedelta(seconds=s.seconds) for s in verify)
 
 
 def verified_switch_seconds(

@@ -20,6 +20,7 @@ from failover.models import (
     Side,
     SideHealth,
     SideWatch,
+    WatchState,
     other_side,
 )
 
@@ -116,6 +117,10 @@ def next_side_watch(
             why = f"{RECOVERED} after {previous.failing_rounds} failing round(s)" + (
                 f"; {reason}" if reason else ""
             )
+    if _unchanged(previous, state, why, streak):
+        # The same view as before: no new object per side per quiet round (a worker's
+        # hundreds of watches would make thousands a second for the collector).
+        return previous
     changed_at = now if state != previous.state else previous.changed_at
     return SideWatch(
         state=state,
@@ -125,6 +130,106 @@ def next_side_watch(
         changed_at=changed_at,
         failing_since=since,
     )
+
+
+def _unchanged(
+    previous: SideWatch, state: WatchState, why: str | None, streak: list[float]
+) -> bool:
+    """Whether a round that is not failing leaves `previous` exactly as it was."""
+    return (
+        not streak
+        and not previous.failing_at
+        and state == previous.state
+        and why == previous.reason
+        and previous.failing_rounds == 0
+        and previous.failing_since is None
+        and previous.refused_since is None
+    )
+
+
+# The reason of a side confirmed by the length of its outage, after `down: ` or `suspect: `.
+REFUSED_BY_ALL = "refused by all"
+# Rounds planned `min_outage_seconds` apart count as that far apart, whatever milliseconds
+# the probes themselves took.
+OUTAGE_SLACK_SECONDS = 0.02
+
+
+def next_side_watch_confirming(
+    previous: SideWatch,
+    health: SideHealth,
+    reason: str | None,
+    now: float,
+    *,
+    threshold: int,
+    window_seconds: float,
+    refused_nodes: int,
+    min_outage_seconds: float | None,
+    counted: bool = True,
+) -> SideWatch:
+    """Folds one probe round with two rules: `next_side_watch`'s failure threshold, and the
+    length of an outage in which every node refuses.
+
+    `refused_nodes` is the side's node count when every node refused the connection or had
+    no route this round (`all_refused`), else 0. Such rounds are unambiguous: the side is
+    down once they have run for `min_outage_seconds` with no other answer in between. Any
+    other answer ends the run: a good one ends the streak too, an ambiguous failing one
+    (a timeout, a 5xx, red) leaves the side to the threshold rule, exactly as without this
+    one. `counted` False marks a fast round (probed between the regular rounds): it adds to
+    the outage's length, never to the threshold's count, so the threshold and its window
+    mean what they always did. `min_outage_seconds` None: exactly `next_side_watch`.
+    """
+    if min_outage_seconds is None or counted or health != "failing":
+        folded = next_side_watch(
+            previous, health, reason, now, threshold=threshold, window_seconds=window_seconds
+        )
+        if min_outage_seconds is None:
+            return folded
+    else:
+        folded = _uncounted_failing_round(previous, reason, now, threshold)
+    if health != "failing" or refused_nodes <= 0:
+        if folded.refused_since is None:
+            return folded  # as the copy would be, without the copy
+        return folded.model_copy(update={"refused_since": None})
+    since = previous.refused_since if previous.refused_since is not None else now
+    outage = now - since
+    refused = f"{REFUSED_BY_ALL} {refused_nodes} nodes for {outage:.1f} s"
+    if outage >= min_outage_seconds - OUTAGE_SLACK_SECONDS:
+        state, why = "down", f"{DOWN}: {refused}: {reason}"
+    elif folded.state == "down":  # the threshold rule confirmed it first
+        state, why = "down", folded.reason
+    else:
+        state = "suspect"
+        why = f"{SUSPECT}: {refused} (down at {min_outage_seconds:g} s): {reason}"
+    return folded.model_copy(
+        update={
+            "state": state,
+            "reason": why,
+            "changed_at": now if state != previous.state else previous.changed_at,
+            "refused_since": since,
+        }
+    )
+
+
+def _uncounted_failing_round(
+    previous: SideWatch, reason: str | None, now: float, threshold: int
+) -> SideWatch:
+    """A failing fast round: the streak stays as the regular rounds left it."""
+    if previous.state == "down":
+        return previous.model_copy()
+    streak = len(previous.failing_at)
+    return previous.model_copy(
+        update={
+            "state": "suspect",
+            "reason": f"{SUSPECT}: failing round {streak} of {threshold}: {reason}",
+            "changed_at": now if previous.state != "suspect" else previous.changed_at,
+            "failing_since": _streak_start(previous) if streak else now,
+        }
+    )
+
+
+def confirmed_by_refusal(watch: SideWatch) -> bool:
+    """Whether this side is down by the length of an outage in which every node refused."""
+    return watch.state == "down" and (watch.reason or "").startswith(f"{DOWN}: {REFUSED_BY_ALL} ")
 
 
 def _streak_start(watch: SideWatch) -> float | None:
@@ -194,8 +299,26 @@ def monitor_decision(
     refused = guards.refusal(seen, active, evidence_since(down, active, quorum))
     if refused is not None:
         return refused
-    return MonitorDecision(
-        action="failover", reason=f"{FAILING_OVER}: {seen}: {down[0].side(active).reason}"
+    why = _refused_from(down, active, vantage_count, quorum) or down[0].side(active).reason
+    return MonitorDecision(action="failover", reason=f"{FAILING_OVER}: {seen}: {why}")
+
+
+def _refused_from(
+    down: Sequence[ClusterWatch], side: Side, vantage_count: int, quorum: int
+) -> str | None:
+    """`down: refused by all nodes from 2 of 3 vantage points for 1.0 s` when a quorum saw
+    `side` down by the length of a refused outage (the shortest one they saw), else None."""
+    refused = [v for v in down if confirmed_by_refusal(v.side(side))]
+    if len(refused) < quorum:
+        return None
+    lasted = [
+        v.observed_at - since
+        for v in refused
+        if (since := v.side(side).refused_since) is not None and v.observed_at is not None
+    ]
+    return (
+        f"{DOWN}: {REFUSED_BY_ALL} nodes from {len(refused)} of {vantage_count} vantage points"
+        + (f" for {min(lasted):.1f} s" if lasted else "")
     )
 
 

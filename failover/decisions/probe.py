@@ -3,6 +3,7 @@ the confirmation of an outage and the preflight of the side traffic would move t
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from collections.abc import Sequence
 from typing import Literal
@@ -102,6 +103,46 @@ def node_problems(
         )
         for p in probes
     }
+
+
+# How a probe words a connection that was never made (`connection_failure`): a refusal and
+# a missing route are named, so they can be told from a silence by their prefix.
+CONNECTION_FAILED = "connection failed"
+REFUSED = "refused"
+NO_ROUTE_TO_HOST = "no route to host"
+NETWORK_UNREACHABLE = "network unreachable"
+REFUSALS: dict[int, str] = {
+    errno.ECONNREFUSED: REFUSED,
+    errno.EHOSTUNREACH: NO_ROUTE_TO_HOST,
+    errno.ENETUNREACH: NETWORK_UNREACHABLE,
+}
+
+
+def connection_failure(os_errno: int | None, detail: str) -> str:
+    """A probe's error for a connection that was not made, e.g. `connection failed: refused:
+    [Errno 111] Connect call failed ('10.0.0.5', 9200)`: the operating system's answer
+    (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH) named when it is one, plain otherwise."""
+    kind = REFUSALS.get(os_errno) if os_errno is not None else None
+    return f"{CONNECTION_FAILED}: {kind}: {detail}" if kind else f"{CONNECTION_FAILED}: {detail}"
+
+
+def refused_connection(problem: str | None) -> bool:
+    """Whether a node's problem is a refused connection or a missing route: an answer from
+    the network that nothing listens there, the same at once as after a minute. A timeout
+    (slow, partitioned or overloaded), an HTTP error, red, another cluster or rejected
+    credentials are not: they may pass, or say nothing of the node itself."""
+    if problem is None:
+        return False
+    return any(
+        problem.startswith(f"{UNREACHABLE}: {CONNECTION_FAILED}: {kind}: ")
+        for kind in REFUSALS.values()
+    )
+
+
+def all_refused(problems: dict[str, str | None]) -> bool:
+    """Every node of a side refused the connection or had no route (see `refused_connection`):
+    the unambiguous evidence the monitors may confirm an outage on by its length alone."""
+    return bool(problems) and all(refused_connection(reason) for reason in problems.values())
 
 
 def defer_to_data(problems: dict[str, str | None]) -> dict[str, str | None]:

@@ -110,6 +110,20 @@ def _result(outcome: Outcome, verify_end: float) -> FailoverResult:
     )
 
 
+def test_checks_run_side_by_side_are_verified_when_the_last_one_ends() -> None:
+    """The timeline lists verify, verify_indices, verify_storefront in that order whichever
+    ended first: the switch is verified at the latest end, not at the last listed."""
+    result = _result(Outcome.FAILED_OVER, 3)
+    started = result.steps[-1].started_at
+    result.steps += [
+        StepTiming(name="verify_indices", started_at=started, seconds=0.2, outcome="ok"),
+        StepTiming(name="verify_storefront", started_at=started, seconds=0.1, outcome="ok"),
+    ]
+    assert decisions.verified_at(result) == NOON + timedelta(seconds=3)
+    result.steps[-2].seconds = 0.9
+    assert decisions.verified_at(result) == started + timedelta(seconds=0.9)
+
+
 def test_rto_is_measured_to_the_end_of_the_last_passing_verify() -> None:
     switch_started = NOON - timedelta(seconds=1)
     assert decisions.verified_switch_seconds(switch_started, _result(Outcome.FAILED_OVER, 3)) == 4
