@@ -35,7 +35,8 @@ from sandbox.regions import (
 )
 from sandbox.search_sim import SimulatedCluster, SimulatorFleet
 from sandbox.services import RedisServer, VarnishServer
-from sandbox.storefront import Storefront, StorefrontSettings
+from sandbox.storefront import SearchUnavailableError, Storefront, StorefrontSettings
+from sandbox.waiting import wait_for
 
 SANDBOX_CLUSTER = "catalog-search"
 ZONE_NAME = "shop.internal."
@@ -212,6 +213,24 @@ def create_zone_and_records(
     return zone_id
 
 
+async def _wait_storefront_searches(storefront: Storefront) -> None:
+    """Until the storefront's first search has gone through DNS to the cluster, uncached.
+
+    The first search pays for every cold path at once (the DNS server's first Route 53 read,
+    the storefront's connection pool); on a busy machine it can miss the storefront's search
+    timeout, and Magento caches the category page it rendered empty, so the shop would start
+    broken and a drill's steady state would rightly refuse it.
+    """
+
+    async def searches() -> bool:
+        try:
+            return (await storefront.search(None, size=1)).total > 0
+        except SearchUnavailableError:
+            return False
+
+    await wait_for(searches, what="the storefront's first search to return products", timeout_s=30)
+
+
 class Sandbox:
     """Starts and stops the whole local stack in this process.
 
@@ -376,6 +395,7 @@ class Sandbox:
         )
         await storefront.start()
         stack.push_async_callback(storefront.stop)
+        await _wait_storefront_searches(storefront)
         varnish = VarnishServer(
             backend_host="127.0.0.1",
             backend_port=storefront.port,

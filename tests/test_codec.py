@@ -65,6 +65,7 @@ from worker import build_worker
 FAILOVER = str(Path(sys.executable).parent / "failover")
 OLD_KEY, NEW_KEY = os.urandom(32), os.urandom(32)
 TOKEN = base64.b32encode(os.urandom(25)).decode().rstrip("=").lower()  # 40 URL-safe chars
+WRONG_TOKEN = TOKEN[:-1] + ("y" if TOKEN.endswith("x") else "x")  # one character off, never equal
 UI_ORIGIN = "http://127.0.0.1:8233"
 
 
@@ -403,7 +404,7 @@ async def test_the_codec_server_decodes_what_the_web_ui_sends(codec_server: Code
             {"url": f"{codec_server.url}/not-the-token/decode", "headers": headers},
             {
                 "url": f"{codec_server.url}/decode",
-                "headers": {**headers, "Authorization": f"Bearer {TOKEN[:-1]}x"},
+                "headers": {**headers, "Authorization": f"Bearer {WRONG_TOKEN}"},
             },
         ):
             refused = await http.post(json=ui_body(sealed), **wrong)  # type: ignore[arg-type]
